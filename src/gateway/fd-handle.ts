@@ -1,0 +1,22 @@
+// A minimal FileHandle-like view of a raw fd for gateway.file_wrapper (node has no public fd -> FileHandle).
+import { close, fstat, read } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const pread = promisify(read);
+const pfstat = promisify(fstat);
+const pclose = promisify(close);
+
+/** fdHandle exposes the parts of FileHandle that FileBody uses over a plain fd. */
+export function fdHandle(fd: number): FileHandle {
+  const h = {
+    fd,
+    stat: () => pfstat(fd),
+    read: async (buffer: Buffer, offset: number, length: number, position: number | null) => {
+      const bytesRead = await pread(fd, buffer, offset, length, position);
+      return { bytesRead, buffer };
+    },
+    close: () => pclose(fd),
+  };
+  return h as unknown as FileHandle;
+}
