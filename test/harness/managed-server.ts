@@ -1,11 +1,12 @@
 // The lifecycle shared by every web server the harness starts: pick a free port, write the
-// config, start the server in the foreground (as a child of the test process, so it is reaped
-// and dies with a Ctrl-C of the test run), wait for the port, and stop it by PID.
+// config, start the server in the foreground (no daemonizing: it stays a child of the test
+// process, which reaps it, so no zombie is left behind) in its own session, wait for the port,
+// and stop it by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort, waitForListen } from './net-utils.js';
+import { freePort, ownsListener, waitForListen } from './net-utils.js';
 import {
   descendantsOf,
   identify,
@@ -13,6 +14,7 @@ import {
   readPidFile,
   sleep,
   stopProcesses,
+  sweepSessions,
   type ProcessIdentity,
 } from './process-utils.js';
 import { CLEAN_PATH } from './tools.js';
@@ -63,6 +65,16 @@ export interface Helper {
 
 // Safety net: if a test forgets to stop a server, SIGTERM it when the test process exits.
 const live = new Set<ProcessIdentity>();
+
+/** stopAtExit registers processes to SIGTERM if the test process exits while they still run. */
+export function stopAtExit(ids: ProcessIdentity[]): void {
+  for (const id of ids) live.add(id);
+}
+
+/** forgetAtExit undoes {@link stopAtExit} (after a regular stop). */
+export function forgetAtExit(ids: ProcessIdentity[]): void {
+  for (const id of ids) live.delete(id);
+}
 process.once('exit', () => {
   for (const id of live) {
     if (!isSameProcessAlive(id)) continue;
@@ -95,6 +107,8 @@ const IN_USE = /address already in use|could not bind|EADDRINUSE/i;
 
 interface Attempt {
   child: ChildProcess;
+  /** The child's identity, taken right after spawn (it leads its own session). */
+  self: ProcessIdentity | undefined;
   exited: Promise<void>;
   hasExited: () => boolean;
 }
@@ -104,7 +118,16 @@ function launch(plan: LaunchPlan, startLog: string, cwd: string): Attempt {
   let done = false;
   let child: ChildProcess;
   try {
-    child = spawn(plan.binary, plan.args, { cwd, env: plan.env, stdio: ['ignore', fd, fd] });
+    // detached = own session and process group: Apache prefork SIGTERMs its whole process
+    // group on shutdown, which would otherwise include the test process.
+    child = spawn(plan.binary, plan.args, {
+      cwd,
+      env: plan.env,
+      stdio: ['ignore', fd, fd],
+      detached: true,
+    });
+    // do not keep the test process alive for a forgotten server (the exit hook stops it)
+    child.unref();
   } finally {
     closeSync(fd);
   }
@@ -118,7 +141,25 @@ function launch(plan: LaunchPlan, startLog: string, cwd: string): Attempt {
       resolve();
     });
   });
-  return { child, exited, hasExited: () => done };
+  const self = child.pid === undefined ? undefined : identify(child.pid);
+  return { child, self, exited, hasExited: () => done };
+}
+
+/** waitUntilServing waits until the port accepts connections on a socket the server holds. */
+async function waitUntilServing(a: Attempt, port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const pid = a.child.pid ?? 0;
+  for (;;) {
+    const up = await waitForListen(`tcp:127.0.0.1:${port}`, {
+      timeoutMs: Math.max(0, deadline - Date.now()),
+      alive: () => !a.hasExited(),
+    });
+    if (!up || a.hasExited()) return false;
+    // someone else may have taken the port: then our server fails to bind and exits
+    if (await ownsListener(pid, port)) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
 }
 
 /**
@@ -140,20 +181,14 @@ export async function startManaged(
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const plan = await build(port);
+    await rm(plan.pidFile, { force: true }); // a stale one (lighttpd cannot always remove it)
     const a = launch(plan, startLog, state);
-    const ok = await waitForListen(`tcp:127.0.0.1:${port}`, {
-      timeoutMs,
-      alive: () => !a.hasExited(),
-    });
-    let pid = a.child.pid ?? 0;
+    const ok = await waitUntilServing(a, port, timeoutMs);
+    const pid = a.child.pid ?? 0;
     if (ok) {
-      // The pid file is written before the port is bound; prefer it (the brief's contract).
-      for (let i = 0; i < 20; i++) {
-        const fromFile = (await readPidFile(plan.pidFile))[0];
-        if (fromFile !== undefined) {
-          pid = fromFile;
-          break;
-        }
+      // The servers run in the foreground, so the pid file names the child itself; give it a
+      // moment to appear so stop() can go by the pid file.
+      for (let i = 0; i < 20 && !(await readPidFile(plan.pidFile)).includes(pid); i++) {
         await sleep(50);
       }
     }
@@ -162,10 +197,10 @@ export async function startManaged(
       return world.track(makeRunning(name, port, state, plan, startLog, master, a, helper));
     }
     // failed: make sure nothing is left, then report (or retry when the port was taken)
-    const ids = [a.child.pid, pid].map((p) => (p ? identify(p) : undefined));
-    await stopProcesses(ids.filter((x): x is ProcessIdentity => x !== undefined), {
-      graceMs: 2000,
-    });
+    const leftovers = master === undefined ? [] : [master];
+    await stopProcesses(leftovers, { graceMs: 2000 });
+    // a server that died during start may leave orphans (e.g. lighttpd bin-path apps)
+    if (a.self !== undefined) await sweepSessions([a.self]);
     const logs = [...plan.logFiles, startLog];
     const tail = await tailOf(logs);
     const why = a.hasExited()
@@ -201,11 +236,13 @@ function makeRunning(
     const killed = await stopProcesses(main, { extra: recorded });
     // the master is our child: wait until node has reaped it
     await Promise.race([a.exited, sleep(2000)]);
+    killed.push(...(await sweepSessions([master])));
     live.delete(master);
     if (helper !== undefined) await helper.stop();
     if (killed.length > 0) {
       process.emitWarning(
-        `${name}: needed SIGKILL for pid(s) ${killed.map((k) => k.pid).join(',')} (state ${state})`,
+        `${name}: pid(s) ${killed.map((k) => k.pid).join(',')} outlived SIGTERM of the master ` +
+          `and were killed separately (state ${state})`,
       );
     }
   };
@@ -218,8 +255,11 @@ function makeRunning(
     configFile: plan.configFile,
     pid: master.pid,
     async processes(): Promise<number[]> {
-      const pids = isSameProcessAlive(master) ? [master.pid] : [];
-      for (const d of await descendantsOf(master.pid)) pids.push(d.pid);
+      const pids: number[] = [];
+      if (isSameProcessAlive(master)) {
+        pids.push(master.pid);
+        for (const d of await descendantsOf(master.pid)) pids.push(d.pid);
+      }
       if (helper !== undefined) pids.push(...(await helper.processes()));
       return [...new Set(pids)];
     },

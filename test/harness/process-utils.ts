@@ -15,6 +15,8 @@ export interface ProcStat {
   /** One-letter state: R, S, D, Z, T … */
   state: string;
   ppid: number;
+  /** Session id (the pid of the session leader). */
+  session: number;
   /** Start time in clock ticks since boot; with the pid it identifies a process uniquely. */
   startTime: string;
 }
@@ -28,9 +30,16 @@ function parseStat(text: string): ProcStat | undefined {
     .slice(close + 2)
     .trim()
     .split(' ');
-  // rest[0] is field 3 (state), rest[1] field 4 (ppid), rest[19] field 22 (starttime).
+  // rest[0] is field 3 (state), rest[1] field 4 (ppid), rest[3] field 6 (session),
+  // rest[19] field 22 (starttime).
   if (rest.length < 20) return undefined;
-  return { pid, state: rest[0] ?? '?', ppid: Number(rest[1]), startTime: rest[19] ?? '' };
+  return {
+    pid,
+    state: rest[0] ?? '?',
+    ppid: Number(rest[1]),
+    session: Number(rest[3]),
+    startTime: rest[19] ?? '',
+  };
 }
 
 /** readProcStat returns /proc/PID/stat, or undefined when the process does not exist. */
@@ -68,18 +77,24 @@ export function isSameProcessAlive(id: ProcessIdentity): boolean {
   return st !== undefined && st.state !== 'Z' && st.state !== 'X' && st.startTime === id.startTime;
 }
 
+async function allStats(): Promise<ProcStat[]> {
+  const out: ProcStat[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const st = parseStat(await readFile(`/proc/${name}/stat`, 'utf8'));
+      if (st !== undefined) out.push(st);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
 /** descendantsOf lists every live descendant of `pid` (children, grandchildren …). */
 export async function descendantsOf(pid: number): Promise<ProcessIdentity[]> {
   const kids = new Map<number, ProcStat[]>();
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let st: ProcStat | undefined;
-    try {
-      st = parseStat(await readFile(`/proc/${name}/stat`, 'utf8'));
-    } catch {
-      continue; // exited meanwhile
-    }
-    if (st === undefined) continue;
+  for (const st of await allStats()) {
     const list = kids.get(st.ppid) ?? [];
     list.push(st);
     kids.set(st.ppid, list);
@@ -161,6 +176,33 @@ export async function stopProcesses(
     await waitDead(followers, 2000);
   }
   return killed;
+}
+
+/**
+ * sessionMembers lists the live processes of the session that `leader` started (its setsid
+ * session), including orphans that were re-parented to PID 1 after the leader died. Returns []
+ * when the leader's pid now belongs to another process (pid reuse).
+ */
+export async function sessionMembers(leader: ProcessIdentity): Promise<ProcessIdentity[]> {
+  const now = readProcStat(leader.pid);
+  if (now !== undefined && now.startTime !== leader.startTime) return [];
+  return (await allStats())
+    .filter((st) => st.session === leader.pid && st.pid !== leader.pid)
+    .filter((st) => st.state !== 'Z' && st.state !== 'X')
+    .filter((st) => Number(st.startTime) >= Number(leader.startTime))
+    .map((st) => ({ pid: st.pid, startTime: st.startTime }));
+}
+
+/**
+ * sweepSessions stops whatever is left in the sessions of `leaders` (SIGTERM, then SIGKILL):
+ * the last resort for orphans of a dead server, e.g. a bin-path app of a lighttpd that failed.
+ */
+export async function sweepSessions(leaders: ProcessIdentity[]): Promise<ProcessIdentity[]> {
+  const left: ProcessIdentity[] = [];
+  for (const l of leaders) left.push(...(await sessionMembers(l)));
+  if (left.length === 0) return [];
+  await stopProcesses(left, { graceMs: 2000 });
+  return left;
 }
 
 /** readPidFile returns the pids listed in a pid file (one or more), or [] when it is missing. */

@@ -58,7 +58,11 @@ export function runUser(): Promise<RunUser | undefined> {
 }
 
 /** userCan runs `test FLAG PATH` as `user` (e.g. `-x` = may execute / search). */
-export async function userCan(user: RunUser, flag: '-r' | '-w' | '-x', path: string): Promise<boolean> {
+export async function userCan(
+  user: RunUser,
+  flag: '-r' | '-w' | '-x',
+  path: string,
+): Promise<boolean> {
   try {
     await execFileP(toolPath('test'), [flag, path], { uid: user.uid, gid: user.gid });
     return true;
