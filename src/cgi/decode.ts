@@ -1,7 +1,8 @@
 // The one rule for bytes that become environ strings, shared by every front end:
-// decode as UTF-8, and replace an invalid sequence with U+FFFD (docs/gateway-interface.md).
+// decode as UTF-8, and replace an invalid sequence with U+FFFD (docs/translator.md).
 
 const NON_ASCII = /[^\x00-\x7f]/; // eslint-disable-line no-control-regex
+const NON_LATIN1 = /[^\x00-\xff]/; // eslint-disable-line no-control-regex
 
 /** decodeBytes turns meta-variable bytes into a string by the project's UTF-8 rule. */
 export function decodeBytes(bytes: Uint8Array): string {
@@ -9,17 +10,23 @@ export function decodeBytes(bytes: Uint8Array): string {
 }
 
 /**
- * decodeLatin1 re-reads a string that node:http gave as latin-1 (one char per byte) by the
- * same UTF-8 rule; plain ASCII is returned as it is.
+ * decodeLatin1 re-reads a byte string (one char per byte, U+0000 to U+00FF: how node:http gives
+ * header values and the request target) by the same UTF-8 rule. Plain ASCII is returned as it is;
+ * so is a string holding a char above U+00FF, which cannot be a byte string (it is decoded already).
  */
 export function decodeLatin1(s: string): string {
-  return NON_ASCII.test(s) ? Buffer.from(s, 'latin1').toString('utf8') : s;
+  if (!NON_ASCII.test(s) || NON_LATIN1.test(s)) return s;
+  return Buffer.from(s, 'latin1').toString('utf8');
 }
 
-/** percentDecode decodes `%XX` escapes to bytes, then the bytes by the UTF-8 rule; bad escapes stay as they are. */
+/**
+ * percentDecode decodes `%XX` escapes to bytes, then all the bytes by the UTF-8 rule (so `%C3%A9`
+ * is `é` and a lone `%FF` is U+FFFD). Other chars are bytes as in {@link decodeLatin1}. A `%` not
+ * followed by two hex digits stays as it is (the HTTP front end refuses it before this).
+ */
 export function percentDecode(s: string): string {
   if (!s.includes('%')) return decodeLatin1(s);
-  const bytes = Buffer.from(s, 'latin1');
+  const bytes = Buffer.from(s, NON_LATIN1.test(s) ? 'utf8' : 'latin1');
   const out = Buffer.allocUnsafe(bytes.length);
   let o = 0;
   for (let i = 0; i < bytes.length; i++) {
