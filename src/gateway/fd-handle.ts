@@ -12,10 +12,9 @@ export function fdHandle(fd: number): FileHandle {
   const h = {
     fd,
     stat: () => pfstat(fd),
-    read: async (buffer: Buffer, offset: number, length: number, position: number | null) => {
-      const bytesRead = await pread(fd, buffer, offset, length, position);
-      return { bytesRead, buffer };
-    },
+    // fs.read's promisified form already resolves to { bytesRead, buffer }, as FileHandle.read does.
+    read: (buffer: Buffer, offset: number, length: number, position: number | null) =>
+      pread(fd, buffer, offset, length, position),
     close: () => pclose(fd),
   };
   return h as unknown as FileHandle;

@@ -3,12 +3,13 @@
 import { BridgeError } from '../errors.js';
 import { kBodyLength, type SizedBody } from './file-wrapper.js';
 import { findHeader, parseStatus, validateHeaders, type ParsedStatus } from './headers.js';
-import type { Body, Chunk, Environ, GatewayApp, Header, StartResponse, Write } from './types.js';
+import type { Body, Environ, GatewayApp, Header, StartResponse, Write } from './types.js';
 
 /**
  * ResponseWriter is the I/O a front end supplies. The pipeline calls `writeHead` once, then
  * `write` for each non-empty chunk (awaiting it for backpressure), then exactly one of `end`
  * (the response is complete) or `abort` (cut it off: the client must see a broken response).
+ * Calls never overlap: each one is awaited before the next is made.
  */
 export interface ResponseWriter {
   writeHead(code: number, reason: string, headers: Header[]): void | Promise<void>;
@@ -32,7 +33,26 @@ export interface RunResult {
 }
 
 const encoder = new TextEncoder();
+// RFC 9110 §15.3.5, §15.4.5: 204 and 304 never carry content (HEAD is handled by method).
 const NO_BODY_STATUS = new Set([204, 304]);
+// Reason phrases for the error responses the pipeline renders itself (RFC 9110 §15).
+const REASONS: ReadonlyMap<number, string> = new Map([
+  [400, 'Bad Request'],
+  [403, 'Forbidden'],
+  [404, 'Not Found'],
+  [405, 'Method Not Allowed'],
+  [408, 'Request Timeout'],
+  [411, 'Length Required'],
+  [413, 'Content Too Large'],
+  [414, 'URI Too Long'],
+  [431, 'Request Header Fields Too Large'],
+  [500, 'Internal Server Error'],
+  [502, 'Bad Gateway'],
+  [503, 'Service Unavailable'],
+  [504, 'Gateway Timeout'],
+]);
+
+const noop = (): void => undefined;
 
 /** toBytes encodes a chunk: strings as UTF-8, bytes as they are; anything else is an app error. */
 export function toBytes(chunk: unknown): Uint8Array {
@@ -44,10 +64,20 @@ export function toBytes(chunk: unknown): Uint8Array {
   );
 }
 
-class Aborted extends Error {}
+// Aborted marks the end of a request because the client or web server went away. Apps see it
+// (from an awaited write()) as a coded error they may catch or rethrow.
+class Aborted extends BridgeError {
+  constructor(options?: { cause?: unknown }) {
+    super('GATEWAY_ERR_ABORTED', 'gateway: the client or web server went away', options);
+  }
+}
 
-function byteLength(chunk: Chunk): number {
-  return typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (
+    (typeof v === 'object' || typeof v === 'function') &&
+    v !== null &&
+    typeof (v as { then?: unknown }).then === 'function'
+  );
 }
 
 /** errorMessage renders an error with its stack and causes for gateway.errors. */
@@ -74,6 +104,8 @@ export async function runApp(
   return new Exchange(environ, writer).run(app);
 }
 
+type AnyIterator = Iterator<unknown> | AsyncIterator<unknown>;
+
 class Exchange {
   private status: ParsedStatus | undefined;
   private headers: Header[] = [];
@@ -83,16 +115,28 @@ class Exchange {
   private bytes = 0;
   private finished = false;
   private writerFailed = false;
+  // Writer calls run one after the other through this queue: write() need not be awaited
+  // (PEP 3333's write is synchronous) and its bytes still go out in call order.
+  private tail: Promise<void> = Promise.resolve();
+  // The first failure of a queued send; later sends fail with it and run() reports it.
+  private failure: unknown;
   private readonly noBody: boolean;
   private readonly signal: AbortSignal | undefined;
-  private abortWait: Promise<never> | undefined;
+  // Pending raceAbort rejecters; one signal listener serves them all (no listener per chunk).
+  private readonly waiters = new Set<(e: unknown) => void>();
+  private listening = false;
+  private readonly onAbort = (): void => {
+    for (const reject of this.waiters) reject(new Aborted());
+    this.waiters.clear();
+  };
 
   constructor(
     private readonly environ: Environ,
     private readonly writer: ResponseWriter,
   ) {
     this.noBody = environ.REQUEST_METHOD === 'HEAD';
-    this.signal = environ['gateway.signal'];
+    const signal: unknown = environ['gateway.signal'];
+    this.signal = signal instanceof AbortSignal ? signal : undefined;
   }
 
   private log(message: string): void {
@@ -103,16 +147,43 @@ class Exchange {
     }
   }
 
-  // raceAbort settles with `p`, or rejects with Aborted as soon as gateway.signal fires.
-  private raceAbort<T>(p: T | Promise<T>): Promise<T> {
+  // raceAbort settles with `value`, or rejects with Aborted as soon as gateway.signal fires.
+  private raceAbort<T>(value: T | PromiseLike<T>): Promise<T> {
     const signal = this.signal;
-    if (!signal) return Promise.resolve(p);
-    if (signal.aborted) return Promise.reject(new Aborted());
-    this.abortWait ??= new Promise<never>((_, reject) => {
-      signal.addEventListener('abort', () => reject(new Aborted()), { once: true });
+    if (signal?.aborted) {
+      if (isThenable(value)) Promise.resolve(value).catch(noop);
+      return Promise.reject(new Aborted());
+    }
+    if (!signal || !isThenable(value)) return Promise.resolve(value);
+    if (!this.listening) {
+      signal.addEventListener('abort', this.onAbort, { once: true });
+      this.listening = true;
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.add(reject);
+      Promise.resolve(value).then(
+        (v) => {
+          this.waiters.delete(reject);
+          resolve(v);
+        },
+        (e: unknown) => {
+          this.waiters.delete(reject);
+          reject(e);
+        },
+      );
     });
-    this.abortWait.catch(() => undefined);
-    return Promise.race([p, this.abortWait]);
+  }
+
+  // enqueue runs `task` after every earlier writer task; once one failed, the rest fail alike.
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const p = this.tail.then(() => {
+      if (this.failure !== undefined) throw this.failure;
+      return task();
+    });
+    this.tail = p.catch((e: unknown) => {
+      this.failure ??= e;
+    });
+    return p;
   }
 
   private readonly startResponse: StartResponse = (status, headers, excInfo) => {
@@ -147,7 +218,12 @@ class Exchange {
         'gateway: write() called after the response ended',
       );
     }
-    return this.send(toBytes(chunk), undefined);
+    const bytes = toBytes(chunk);
+    const p = this.enqueue(() => this.send(bytes, undefined));
+    // An app that does not await write() must not crash the process with an unhandled
+    // rejection; the failure is kept in `failure` and ends the request in run().
+    p.catch(noop);
+    return p;
   };
 
   private async sendHeaders(knownLength: number | undefined): Promise<void> {
@@ -174,8 +250,9 @@ class Exchange {
     try {
       await this.raceAbort(fn());
     } catch (e) {
-      if (!(e instanceof Aborted)) this.writerFailed = true;
-      throw e instanceof Aborted ? e : new Aborted('write failed', { cause: e });
+      if (e instanceof Aborted) throw e;
+      this.writerFailed = true;
+      throw new Aborted({ cause: e });
     }
   }
 
@@ -197,59 +274,102 @@ class Exchange {
     await this.out(() => this.writer.write(bytes));
   }
 
+  private abortWriter(error: unknown): void {
+    try {
+      this.writer.abort(error);
+    } catch (e) {
+      this.log(`gateway: writer abort() failed: ${errorMessage(e)}`);
+    }
+  }
+
+  // closeBody calls the body's close(), if any; it returns the error close() threw.
+  private async closeBody(body: unknown): Promise<unknown> {
+    if (body === null || (typeof body !== 'object' && typeof body !== 'function')) return undefined;
+    const close = (body as { close?: unknown }).close;
+    if (typeof close !== 'function') return undefined;
+    try {
+      await (close as () => unknown).call(body);
+    } catch (e) {
+      this.log(`gateway: body close() failed: ${errorMessage(e)}`);
+      return e ?? new Error(String(e));
+    }
+    return undefined;
+  }
+
   async run(app: GatewayApp): Promise<RunResult> {
+    try {
+      return await this.runInner(app);
+    } finally {
+      if (this.listening) this.signal?.removeEventListener('abort', this.onAbort);
+    }
+  }
+
+  private async runInner(app: GatewayApp): Promise<RunResult> {
+    let returned: unknown;
     let body: Body | undefined;
-    let iterator: Iterator<unknown> | AsyncIterator<unknown> | undefined;
+    let gotBody = false;
+    let iterator: AnyIterator | undefined;
     let error: unknown;
     let aborted = false;
     try {
-      body = await this.raceAbort(app(this.environ, this.startResponse));
+      returned = app(this.environ, this.startResponse);
+      body = await this.raceAbort(returned as Body | Promise<Body>);
+      gotBody = true;
       await this.iterate(body, (it) => (iterator = it));
     } catch (e) {
-      if (e instanceof Aborted) aborted = true;
+      if (e instanceof Aborted || this.signal?.aborted) aborted = true;
       else error = e;
     }
     this.finished = true;
+    // Writes the app queued and did not await still go out (or fail) before the end.
+    await this.tail;
+    if (this.failure !== undefined && error === undefined && !aborted) {
+      if (this.failure instanceof Aborted) aborted = true;
+      else error = this.failure;
+    }
     if (iterator && (aborted || error !== undefined)) {
       // Stop a generator where it is, so its finally blocks run; do not wait for a pending await.
       try {
         const r = iterator.return?.();
-        if (r instanceof Promise) r.catch(() => undefined);
+        if (isThenable(r)) Promise.resolve(r).catch(noop);
       } catch {
         // a generator throwing from finally is reported by close() below if it matters
       }
     }
-    if (
-      body !== undefined &&
-      body !== null &&
-      typeof (body as { close?: unknown }).close === 'function'
-    ) {
-      try {
-        await (body as { close(): void | Promise<void> }).close();
-      } catch (e) {
-        this.log(`gateway: body close() failed: ${errorMessage(e)}`);
-        if (error === undefined && !aborted) error = e;
-      }
+    if (gotBody) {
+      const closeError = await this.closeBody(body);
+      if (closeError !== undefined && error === undefined && !aborted) error = closeError;
+    } else if (isThenable(returned)) {
+      // The client went away while the app was still working: close its body when it arrives.
+      Promise.resolve(returned).then((b) => this.closeBody(b), noop);
     }
     if (aborted || this.writerFailed) {
-      this.writer.abort(error ?? new Aborted('client went away'));
+      this.abortWriter(error ?? new Aborted());
       return { status: this.sentStatus, ok: false, aborted: true, error, bytes: this.bytes };
     }
     if (error !== undefined) return this.fail(error);
+    return this.finish();
+  }
+
+  // finish completes a response whose body was produced without error.
+  private async finish(): Promise<RunResult> {
+    const short = (): BridgeError =>
+      new BridgeError(
+        'GATEWAY_ERR_CONTENT_LENGTH_MISMATCH',
+        `gateway: the app sent ${this.bytes} of its Content-Length of ${this.declaredLength} bytes`,
+      );
+    const checkLength = !this.dropBody && this.declaredLength !== undefined;
     try {
-      if (!this.headersSent) await this.sendHeaders(0);
-      if (!this.dropBody && this.declaredLength !== undefined && this.bytes < this.declaredLength) {
-        return this.fail(
-          new BridgeError(
-            'GATEWAY_ERR_CONTENT_LENGTH_MISMATCH',
-            `gateway: the app sent ${this.bytes} of its Content-Length of ${this.declaredLength} bytes`,
-          ),
-        );
+      if (!this.headersSent) {
+        // Nothing went out yet: a declared length the body never filled is still a clean 500.
+        if (checkLength && this.declaredLength! > 0) return await this.fail(short());
+        await this.sendHeaders(0);
       }
+      if (checkLength && this.bytes < this.declaredLength!) return await this.fail(short());
       await this.out(() => this.writer.end());
     } catch (e) {
       if (e instanceof Aborted) {
-        this.writer.abort(e);
+        this.abortWriter(e);
         return { status: this.sentStatus, ok: false, aborted: true, bytes: this.bytes };
       }
       return this.fail(e);
@@ -257,14 +377,11 @@ class Exchange {
     return { status: this.sentStatus, ok: true, aborted: false, bytes: this.bytes };
   }
 
-  private async iterate(
-    body: Body,
-    track: (it: Iterator<unknown> | AsyncIterator<unknown>) => void,
-  ): Promise<void> {
+  private async iterate(body: Body, track: (it: AnyIterator | undefined) => void): Promise<void> {
     if (typeof body === 'string' || body instanceof Uint8Array) {
+      // A single chunk: its length is known (DESIGN.md, Settled details).
       const bytes = toBytes(body);
-      if (!this.headersSent && this.status) await this.sendHeaders(bytes.length);
-      return this.send(bytes, bytes.length);
+      return this.enqueue(() => this.send(bytes, bytes.length));
     }
     if (body === null || typeof body !== 'object') {
       throw new BridgeError(
@@ -272,33 +389,52 @@ class Exchange {
         `gateway: the app returned ${String(body)}, not an iterable body`,
       );
     }
-    let known: number | undefined;
     if (Array.isArray(body)) {
-      known = 0;
-      for (const c of body as unknown[]) known += byteLength(toBytes(c));
-    } else if (kBodyLength in body) {
-      known = await this.raceAbort((body as unknown as SizedBody)[kBodyLength]());
-    }
-    if (this.dropBody && this.status) {
-      // HEAD, 204, 304: the body is not produced at all; close() still runs.
-      await this.sendHeaders(known);
+      // Encode once up front: a bad chunk fails before anything is sent, and the sum of the
+      // chunks' bytes is the Content-Length.
+      const chunks = (body as unknown[]).map(toBytes);
+      let known = 0;
+      for (const c of chunks) known += c.length;
+      if (this.dropBody && this.status) return this.headersOnly(known);
+      for (const c of chunks) await this.enqueue(() => this.send(c, known));
       return;
     }
+    let known: number | undefined;
+    if (kBodyLength in body) {
+      known = await this.raceAbort((body as unknown as SizedBody)[kBodyLength]());
+    }
+    // HEAD, 204, 304 with the status already known: the body is not produced at all; close() still runs.
+    if (this.dropBody && this.status) return this.headersOnly(known);
     const asyncIt = (body as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
     const syncIt = (body as Partial<Iterable<unknown>>)[Symbol.iterator];
-    const it = asyncIt ? asyncIt.call(body) : syncIt ? syncIt.call(body) : undefined;
-    if (!it)
+    const it: AnyIterator | undefined = asyncIt
+      ? asyncIt.call(body)
+      : syncIt
+        ? syncIt.call(body)
+        : undefined;
+    if (!it || typeof it.next !== 'function') {
       throw new BridgeError(
         'GATEWAY_ERR_BAD_BODY',
         'gateway: the app returned a body that is not iterable',
       );
+    }
     track(it);
     for (;;) {
       const r = await this.raceAbort(it.next());
       if (r.done) break;
-      await this.send(toBytes(r.value), known);
+      const bytes = toBytes(r.value);
+      await this.enqueue(() => this.send(bytes, known));
+      if (this.dropBody && this.headersSent) {
+        // The status came with the first chunk and says no body: stop producing it.
+        track(undefined);
+        await this.raceAbort(it.return?.());
+        return;
+      }
     }
-    if (!this.headersSent && known !== undefined && this.status) await this.sendHeaders(known);
+  }
+
+  private headersOnly(known: number | undefined): Promise<void> {
+    return this.enqueue(() => (this.headersSent ? Promise.resolve() : this.sendHeaders(known)));
   }
 
   // fail renders an app error: a generic 500 before headers, a cut-off response after them.
@@ -306,26 +442,27 @@ class Exchange {
     const where = `${this.environ.REQUEST_METHOD} ${this.environ.SCRIPT_NAME}${this.environ.PATH_INFO}`;
     this.log(`gateway: error in app (${where}): ${errorMessage(error)}`);
     if (this.headersSent) {
-      this.writer.abort(error);
+      this.abortWriter(error);
       return { status: this.sentStatus, ok: false, aborted: false, error, bytes: this.bytes };
     }
-    const code =
-      error instanceof BridgeError && error.status >= 400 && error.status < 500
-        ? error.status
-        : 500;
-    const text = code === 500 ? 'Internal Server Error' : 'Bad Request';
+    // A coded error may ask for a 4xx or another 5xx (a truncated body is the client's fault);
+    // the client gets the status line only, never the message or stack.
+    const code = error instanceof BridgeError && REASONS.has(error.status) ? error.status : 500;
+    const text = REASONS.get(code)!;
     const body = encoder.encode(`${code} ${text}\n`);
     try {
       this.headersSent = true;
       this.sentStatus = code;
-      await this.writer.writeHead(code, text, [
-        ['Content-Type', 'text/plain; charset=utf-8'],
-        ['Content-Length', String(body.length)],
-      ]);
-      if (!this.noBody) await this.writer.write(body);
-      await this.writer.end();
+      await this.out(() =>
+        this.writer.writeHead(code, text, [
+          ['Content-Type', 'text/plain; charset=utf-8'],
+          ['Content-Length', String(body.length)],
+        ]),
+      );
+      if (!this.noBody) await this.out(() => this.writer.write(body));
+      await this.out(() => this.writer.end());
     } catch (e) {
-      this.writer.abort(e);
+      this.abortWriter(e);
       return { status: code, ok: false, aborted: true, error, bytes: 0 };
     }
     return { status: code, ok: false, aborted: false, error, bytes: 0 };

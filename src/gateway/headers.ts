@@ -7,7 +7,10 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 §5.5: field-value is VCHAR / obs-text / SP / HTAB; no CR, LF, NUL or other controls.
 // Values are latin-1 strings (one char per byte), the same rule node:http enforces.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const STATUS = /^([2-9]\d\d) ([\t\x20-\x7e\x80-\xff]*)$/;
+// RFC 9112 §4: status-code SP [ reason-phrase ]; PEP 3333 asks for 'NNN Reason'. The space is
+// required, the reason may be empty. RFC 9110 §15: valid codes are 100-599; 1xx are interim
+// responses the server handles itself, so an app's final status is 200-599.
+const STATUS = /^([2-5]\d\d) ([\t\x20-\x7e\x80-\xff]*)$/;
 
 // RFC 9110 §7.6.1: hop-by-hop fields belong to the server, never to the app (PEP 3333 forbids them too).
 const HOP_BY_HOP = new Set([
@@ -41,7 +44,7 @@ export function parseStatus(status: unknown): ParsedStatus {
   if (!m) {
     throw new BridgeError(
       'GATEWAY_ERR_BAD_STATUS',
-      `gateway: status ${JSON.stringify(status)} is not 'NNN Reason' with a final status 200-999 and no control characters`,
+      `gateway: status ${JSON.stringify(status)} is not 'NNN Reason' with a final status 200-599 and no control characters`,
     );
   }
   return { code: Number(m[1]), reason: m[2] ?? '' };
@@ -56,6 +59,7 @@ export function validateHeaders(headers: unknown): Header[] {
     );
   }
   const out: Header[] = [];
+  let contentLength: string | undefined;
   for (const h of headers as unknown[]) {
     if (
       !Array.isArray(h) ||
@@ -95,11 +99,21 @@ export function validateHeaders(headers: unknown): Header[] {
         'gateway: set the status through startResponse, not a Status header',
       );
     }
-    if (lower === 'content-length' && !/^\d{1,15}$/.test(value)) {
-      throw new BridgeError(
-        'GATEWAY_ERR_BAD_HEADER',
-        `gateway: Content-Length ${JSON.stringify(value)} is not a number`,
-      );
+    if (lower === 'content-length') {
+      if (!/^\d{1,15}$/.test(value)) {
+        throw new BridgeError(
+          'GATEWAY_ERR_BAD_HEADER',
+          `gateway: Content-Length ${JSON.stringify(value)} is not a number`,
+        );
+      }
+      // RFC 9110 §8.6: a repeated Content-Length makes the message length ambiguous.
+      if (contentLength !== undefined) {
+        throw new BridgeError(
+          'GATEWAY_ERR_BAD_HEADER',
+          'gateway: more than one Content-Length header',
+        );
+      }
+      contentLength = value;
     }
     out.push([name, value]);
   }
