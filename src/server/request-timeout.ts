@@ -1,0 +1,110 @@
+// `--timeout`: a bound on a request's wall time, as a wrapper around the app, so it works the
+// same under every front end: the app's gateway.signal fires, and the one response pipeline
+// answers 504 before headers or cuts the response off after them (DESIGN.md, Settled details).
+import { BridgeError } from '../errors.js';
+import { kBodyLength } from '../gateway/file-wrapper.js';
+import type { Body, Chunk, Environ, GatewayApp } from '../gateway/types.js';
+
+const noop = (): void => undefined;
+
+type AsyncBody = AsyncIterable<Chunk> & { close?(): void | Promise<void> };
+
+function isAsyncBody(body: Body): body is AsyncBody {
+  return (
+    typeof body === 'object' &&
+    body !== null &&
+    !Array.isArray(body) &&
+    !(body instanceof Uint8Array) &&
+    !(kBodyLength in body) &&
+    typeof (body as Partial<AsyncIterable<Chunk>>)[Symbol.asyncIterator] === 'function'
+  );
+}
+
+// guardBody makes every step of an async body race the timeout. Arrays, single chunks, sync
+// iterables and files cannot wait on anything, so the timer stops once the app returns them.
+function guardBody(body: Body, timedOut: Promise<never>, done: () => void): Body {
+  if (!isAsyncBody(body)) {
+    done();
+    return body;
+  }
+  const guarded: AsyncBody = {
+    [Symbol.asyncIterator](): AsyncIterator<Chunk> {
+      const it = body[Symbol.asyncIterator]();
+      return {
+        async next(): Promise<IteratorResult<Chunk>> {
+          const r = await Promise.race([it.next(), timedOut]);
+          if (r.done) done();
+          return r;
+        },
+        async return(value?: unknown): Promise<IteratorResult<Chunk>> {
+          done();
+          return (await it.return?.(value)) ?? { done: true, value: undefined };
+        },
+      };
+    },
+  };
+  if (typeof body.close === 'function') {
+    guarded.close = () => {
+      done();
+      return body.close!();
+    };
+  }
+  return guarded;
+}
+
+/**
+ * withRequestTimeout bounds each request of `app` to `timeoutMs` of wall time (0 or less: the
+ * app is returned as is). When the time is up, the signal the app sees as `gateway.signal`
+ * fires (with a `SERVER_ERR_REQUEST_TIMEOUT` reason), `log` gets one line, and whatever the
+ * pipeline is waiting for (the app's promise, the next chunk of an async body) fails with that
+ * error (status 504): the pipeline answers 504 Gateway Timeout when headers were not sent yet,
+ * else cuts the response off. A request whose client went away is no longer timed.
+ */
+export function withRequestTimeout(
+  app: GatewayApp,
+  timeoutMs: number,
+  log: (line: string) => void,
+): GatewayApp {
+  if (!(timeoutMs > 0)) return app;
+  return (environ, startResponse) => {
+    const outer = environ['gateway.signal'];
+    const controller = new AbortController();
+    let fail: (e: unknown) => void = noop;
+    const timedOut = new Promise<never>((_resolve, reject) => (fail = reject));
+    timedOut.catch(noop); // raced, never awaited alone
+    const timer = setTimeout(() => {
+      const where = `${environ.REQUEST_METHOD} ${environ.SCRIPT_NAME}${environ.PATH_INFO}`;
+      const error = new BridgeError(
+        'SERVER_ERR_REQUEST_TIMEOUT',
+        `cgi-bridge: request timed out after ${timeoutMs / 1000} s (--timeout): ${where}`,
+        { status: 504 },
+      );
+      log(error.message);
+      controller.abort(error);
+      fail(error);
+    }, timeoutMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', done);
+    };
+    outer.addEventListener('abort', done, { once: true });
+    const inner: Environ = {
+      ...environ,
+      'gateway.signal': AbortSignal.any([outer, controller.signal]),
+    };
+    let returned: Body | Promise<Body>;
+    try {
+      returned = app(inner, startResponse);
+    } catch (e) {
+      done();
+      throw e;
+    }
+    return Promise.race([Promise.resolve(returned), timedOut]).then(
+      (body) => guardBody(body, timedOut, done),
+      (e: unknown) => {
+        done();
+        throw e;
+      },
+    );
+  };
+}
