@@ -24,7 +24,8 @@ function fatal(e: unknown): never {
  * serve runs `app` for the way this process was started, and owns the process from then on:
  * - CGI (RFC 3875 §4.1.4: the web server set GATEWAY_INTERFACE): one request from the
  *   environment and stdin, then exit with cgiMain's code;
- * - FastCGI: detection joins here with the FastCGI responder (fd 0 a listening socket);
+ * - FastCGI (FastCGI spec §2.2): fd 0 is a listening socket (mod_fcgid, lighttpd bin-path,
+ *   spawn-fcgi) or systemd passed sockets: one responder process serving them until SIGTERM;
  * - otherwise the built-in HTTP server on `options.listen` (default 127.0.0.1:8080) until
  *   SIGINT/SIGTERM, then exit 0 after the graceful stop (1 if start-up or shutdown failed).
  * The PORT environment variable is deliberately not read: binding every interface because of an
@@ -37,8 +38,15 @@ export async function serve(app: GatewayApp, options: ServeOptions = {}): Promis
     const { cgiMain } = await import('./cgi/child.js');
     return cgiMain(app, hooks);
   }
-  // FastCGI detection (DESIGN.md: getpeername on fd 0 gives ENOTCONN) belongs here, before HTTP.
   try {
+    // A connected socket on fd 0 (Apache mod_cgid's stdin) is not FastCGI; only a listening one is.
+    const { inheritedListeners } = await import('./server/inherited.js');
+    const listeners = inheritedListeners();
+    if (listeners.length > 0) {
+      const { serveFastcgi } = await import('./server/fastcgi-server.js');
+      await serveFastcgi(app, { listen: listeners[0], hooks });
+      process.exit(0);
+    }
     const { serveHttp } = await import('./http/server.js');
     const handle = await serveHttp(app, { ...httpOptions, hooks });
     await handle.closed;

@@ -5,12 +5,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { httpRequest } from '../harness/http-client.js';
+import { fcgiRequest } from '../integration/process-model-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SCRIPT = join(ROOT, 'test/fixtures/apps/http-serve-script.js');
@@ -103,5 +104,58 @@ describe('serve(app)', () => {
       r.stderr,
       `http-app: startup\nhttp-app: shutdown\ncgi-bridge: cannot listen on 127.0.0.1:${port}: the address is already in use\n`,
     );
+  });
+  test('fd 0 a listening socket: a FastCGI responder on it; a connected fd 0 with GATEWAY_INTERFACE stays CGI', async () => {
+    const listener = createServer();
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const port = (listener.address() as AddressInfo).port;
+    const fd = (listener as unknown as { _handle: { fd: number } })._handle.fd;
+    const child = spawn(process.execPath, [SCRIPT], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stdio: [fd, 'ignore', 'pipe'],
+    });
+    listener.close();
+    const exited = once(child, 'exit');
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!/serving app on fd:0/.test(err)) {
+        assert.ok(child.exitCode === null && Date.now() < deadline, `no serving line: ${err}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const r = await fcgiRequest({ host: '127.0.0.1', port }, '/array');
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'hello world\n');
+      assert.equal(r.appStatus, 0);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.deepEqual(await exited, [0, null]);
+    assert.match(err, /http-app: shutdown\n$/);
+
+    // Apache mod_cgid hands a CGI script a connected socket as stdin: that is CGI, not FastCGI.
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const accepted = once(server, 'connection');
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const [peer] = (await accepted) as [Socket];
+    const peerFd = (peer as unknown as { _handle: { fd: number } })._handle.fd;
+    const cgi = spawnSync(process.execPath, [SCRIPT], {
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        GATEWAY_INTERFACE: 'CGI/1.1',
+        REQUEST_METHOD: 'GET',
+        PATH_INFO: '/array',
+      },
+      stdio: [peerFd, 'pipe', 'pipe'],
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    client.destroy();
+    peer.destroy();
+    server.close();
+    assert.equal(cgi.status, 0, cgi.stderr);
+    assert.match(cgi.stdout, /^Status: 200 OK\r\n[^]*\r\n\r\nhello world\n$/);
   });
 });
