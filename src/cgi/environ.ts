@@ -199,7 +199,16 @@ export function buildEnviron(vars: MetaVariables, options: EnvironOptions): Envi
 export function metaVariablesFromPairs(pairs: Iterable<MetaPair>): MetaVariables {
   const out: MetaVariables = Object.create(null) as MetaVariables;
   for (const pair of pairs) {
-    const [name, value] = 'name' in pair ? [pair.name, pair.value] : pair;
+    // No destructuring into a fresh array: this runs for every param of every request.
+    let name: string;
+    let value: string;
+    if ('name' in pair) {
+      name = pair.name;
+      value = pair.value;
+    } else {
+      name = pair[0];
+      value = pair[1];
+    }
     const prev = out[name];
     if (prev === undefined || !name.startsWith('HTTP_') || name === 'HTTP_HOST') {
       out[name] = value;

@@ -1,5 +1,4 @@
 // FastCGI name-value pairs (FastCGI spec §3.4): the encoder and the streaming FCGI_PARAMS decoder (§5.2).
-import { decodeBytes } from '../cgi/decode.js';
 import { BridgeError } from '../errors.js';
 
 /** ParamInput is a name or value to encode: a string is sent as UTF-8, bytes as they are. */
@@ -166,7 +165,8 @@ export class ParamsDecoder {
   readonly #maxParams: number;
   #state = S_NAME_LENGTH;
   // A 4-byte length prefix split across pushes is gathered here (FastCGI spec §3.4).
-  readonly #prefix = Buffer.alloc(4);
+  // Allocated only when a prefix is cut, which is rare.
+  #prefix: Buffer | null = null;
   #prefixFilled = 0;
   #nameLength = 0;
   #valueLength = 0;
@@ -279,11 +279,15 @@ export class ParamsDecoder {
       return chunk.length;
     }
     let length: number;
-    if (this.#prefixFilled === 0) {
+    if (this.#prefixFilled === 0 && chunk[pos]! < 0x80) {
+      // The 1-byte form, most lengths (FastCGI spec §3.4): no decode object needed.
+      length = chunk[pos]!;
+      pos += 1;
+    } else if (this.#prefixFilled === 0) {
       const decoded = decodeParamLength(chunk, pos);
       if (decoded === null) {
         // Only a 4-byte prefix can be cut; keep its first bytes for the next push.
-        chunk.copy(this.#prefix, 0, pos);
+        chunk.copy((this.#prefix ??= Buffer.alloc(4)), 0, pos);
         this.#prefixFilled = chunk.length - pos;
         return chunk.length;
       }
@@ -291,13 +295,14 @@ export class ParamsDecoder {
       pos += decoded.size;
     } else {
       const n = Math.min(4 - this.#prefixFilled, chunk.length - pos);
-      chunk.copy(this.#prefix, this.#prefixFilled, pos, pos + n);
+      const prefix = (this.#prefix ??= Buffer.alloc(4));
+      chunk.copy(prefix, this.#prefixFilled, pos, pos + n);
       this.#prefixFilled += n;
       pos += n;
       if (this.#prefixFilled < 4) return pos;
       this.#prefixFilled = 0;
       // The prefix was cut, so it is the 4-byte form: drop its marker bit (FastCGI spec §3.4).
-      length = this.#prefix.readUInt32BE(0) & 0x7fffffff;
+      length = prefix.readUInt32BE(0) & 0x7fffffff;
     }
     // `pos` within this chunk plus the bytes before it is the stream offset where the name (or
     // value) starts; refusing here keeps a huge announced length from ever being buffered.
@@ -318,14 +323,14 @@ export class ParamsDecoder {
     this.#valueLength = length;
     this.#state = S_BODY;
     // An empty name and value complete the pair now: no body byte will come to finish it.
-    if (this.#nameLength + length === 0) this.#emit(EMPTY, out);
+    if (this.#nameLength + length === 0) this.#emit(EMPTY, 0, out);
     return pos;
   }
 
   #readBody(chunk: Buffer, pos: number, out: ParamPair[]): number {
     const need = this.#nameLength + this.#valueLength;
     if (this.#body === null && chunk.length - pos >= need) {
-      this.#emit(chunk.subarray(pos, pos + need), out);
+      this.#emit(chunk, pos, out);
       return pos + need;
     }
     this.#body ??= Buffer.allocUnsafe(need);
@@ -333,26 +338,49 @@ export class ParamsDecoder {
     chunk.copy(this.#body, this.#bodyFilled, pos, pos + n);
     this.#bodyFilled += n;
     if (this.#bodyFilled === need) {
-      this.#emit(this.#body, out);
+      this.#emit(this.#body, 0, out);
       this.#body = null;
       this.#bodyFilled = 0;
     }
     return pos + n;
   }
 
-  #emit(body: Buffer, out: ParamPair[]): void {
-    const rawName = body.subarray(0, this.#nameLength);
-    const rawValue = body.subarray(this.#nameLength);
-    // The project's one rule for bytes that become environ strings: UTF-8, U+FFFD for invalid
-    // sequences (src/cgi/decode.ts), shared with the CGI and HTTP front ends.
-    out.push({
-      name: decodeBytes(rawName),
-      value: decodeBytes(rawValue),
-      rawName,
-      rawValue,
-    });
+  #emit(body: Buffer, start: number, out: ParamPair[]): void {
+    out.push(new DecodedPair(body, start, start + this.#nameLength, this.#valueLength));
     this.#count += 1;
     this.#state = S_NAME_LENGTH;
+  }
+}
+
+// DecodedPair is a pair decoded straight from the bytes it lies in: the strings are decoded at
+// once, the raw views are made only when asked for (the responder only wants the strings).
+class DecodedPair implements ParamPair {
+  readonly name: string;
+  readonly value: string;
+  private readonly bytes: Buffer;
+  private readonly start: number;
+  private readonly split: number;
+  private readonly end: number;
+
+  constructor(bytes: Buffer, start: number, split: number, valueLength: number) {
+    const end = split + valueLength;
+    // The project's one rule for bytes that become environ strings: UTF-8, U+FFFD for invalid
+    // sequences (src/cgi/decode.ts, decodeBytes), shared with the CGI and HTTP front ends;
+    // decoded in place, without a view per string.
+    this.name = bytes.toString('utf8', start, split);
+    this.value = valueLength === 0 ? '' : bytes.toString('utf8', split, end);
+    this.bytes = bytes;
+    this.start = start;
+    this.split = split;
+    this.end = end;
+  }
+
+  get rawName(): Buffer {
+    return this.bytes.subarray(this.start, this.split);
+  }
+
+  get rawValue(): Buffer {
+    return this.bytes.subarray(this.split, this.end);
   }
 }
 

@@ -265,9 +265,13 @@ export function encodeEndRequestBody(
     throw invalidArgument(`appStatus must be an int32 or uint32, got ${appStatus}`);
   }
   checkUint(protocolStatus, 0xff, 'protocolStatus');
-  const body = Buffer.alloc(8);
+  // From the pool, not a fresh ArrayBuffer: one is sent with every response.
+  const body = Buffer.allocUnsafe(8);
   body.writeUInt32BE(appStatus >>> 0, 0);
   body[4] = protocolStatus;
+  body[5] = 0;
+  body[6] = 0;
+  body[7] = 0;
   return body;
 }
 

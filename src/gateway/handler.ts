@@ -56,7 +56,12 @@ const noop = (): void => undefined;
 
 /** toBytes encodes a chunk: strings as UTF-8, bytes as they are; anything else is an app error. */
 export function toBytes(chunk: unknown): Uint8Array {
-  if (typeof chunk === 'string') return encoder.encode(chunk);
+  if (typeof chunk === 'string') {
+    // Node's pooled allocator, not a fresh ArrayBuffer per chunk (TextEncoder's), seen as a
+    // plain Uint8Array like before.
+    const b = Buffer.from(chunk, 'utf8');
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
   if (chunk instanceof Uint8Array) return chunk;
   throw new BridgeError(
     'GATEWAY_ERR_BAD_CHUNK',

@@ -68,10 +68,35 @@ export function withRequestTimeout(
   if (!(timeoutMs > 0)) return app;
   return (environ, startResponse) => {
     const outer = environ['gateway.signal'];
-    const controller = new AbortController();
+    const started = performance.now();
+    // The combined signal costs two AbortSignals and a listener on `outer`: it is made only
+    // when the app reads gateway.signal (or the time is up), not on every request.
+    let controller: AbortController | null = null;
+    let signal: AbortSignal | null = null;
+    const inner: Environ = { ...environ };
+    Object.defineProperty(inner, 'gateway.signal', {
+      configurable: true,
+      enumerable: true,
+      get: (): AbortSignal =>
+        (signal ??= AbortSignal.any([outer, (controller ??= new AbortController()).signal])),
+      set: (value: unknown): void => {
+        Object.defineProperty(inner, 'gateway.signal', {
+          value,
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
+      },
+    });
+    const returned = app(inner, startResponse);
+    // A body returned synchronously that is not an async iterable cannot wait on anything: the
+    // time cannot run out for it, so no timer is started (the common, fast case).
+    if (!isThenable(returned) && !isAsyncBody(returned as Body)) return returned;
     let fail: (e: unknown) => void = noop;
     const timedOut = new Promise<never>((_resolve, reject) => (fail = reject));
     timedOut.catch(noop); // raced, never awaited alone
+    // The bound counts from the call of the app, as if the timer had started before it.
+    const remaining = Math.max(0, timeoutMs - (performance.now() - started));
     const timer = setTimeout(() => {
       const where = `${environ.REQUEST_METHOD} ${environ.SCRIPT_NAME}${environ.PATH_INFO}`;
       const error = new BridgeError(
@@ -80,25 +105,14 @@ export function withRequestTimeout(
         { status: 504 },
       );
       log(error.message);
-      controller.abort(error);
+      (controller ??= new AbortController()).abort(error);
       fail(error);
-    }, timeoutMs);
+    }, remaining);
     const done = (): void => {
       clearTimeout(timer);
       outer.removeEventListener('abort', done);
     };
     outer.addEventListener('abort', done, { once: true });
-    const inner: Environ = {
-      ...environ,
-      'gateway.signal': AbortSignal.any([outer, controller.signal]),
-    };
-    let returned: Body | Promise<Body>;
-    try {
-      returned = app(inner, startResponse);
-    } catch (e) {
-      done();
-      throw e;
-    }
     return Promise.race([Promise.resolve(returned), timedOut]).then(
       (body) => guardBody(body, timedOut, done),
       (e: unknown) => {
@@ -107,4 +121,12 @@ export function withRequestTimeout(
       },
     );
   };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
