@@ -10,6 +10,7 @@ export const GROUPS = {
   LISTEN: 'Listening',
   LIMITS: 'Limits',
   CONFIG: 'Configuration',
+  CGI: 'CGI programs',
 } as const;
 
 function usage(code: string, message: string): BridgeError {
@@ -75,7 +76,7 @@ export const appOptions = {
     // flag still collects into a list.
     type: 'string',
     requiresArg: true,
-    description: 'Set an environment variable for the app, NAME=VALUE (repeatable)',
+    description: 'Set an environment variable for the app or CGI programs, NAME=VALUE (repeatable)',
     group: GROUPS.APP,
     coerce: parseEnvPairs,
   },
@@ -151,6 +152,103 @@ export const limitOptions = {
     coerce: (v: string) => parseSeconds(v, 'graceful-timeout'),
   },
 } satisfies Record<string, Options>;
+
+/**
+ * parseNameList reads `--inherit-env NAME` values (repeatable, each may also be a
+ * comma-separated list) into variable names; anything else is `CLI_ERR_BAD_ENV`.
+ */
+export function parseNameList(values: unknown, flag = 'inherit-env'): string[] {
+  const list = values === undefined ? [] : Array.isArray(values) ? values : [values];
+  const names = list.flatMap((v: unknown) => String(v).split(','));
+  for (const name of names) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw usage('CLI_ERR_BAD_ENV', `--${flag} ${JSON.stringify(name)} is not a variable name`);
+    }
+  }
+  return names;
+}
+
+/**
+ * parseUrlPrefix reads `--cgi-prefix`: an absolute URL path without `.`/`..` segments; a
+ * trailing `/` is dropped, and `/` alone is the root (''). Junk is `CLI_ERR_BAD_PREFIX`.
+ */
+export function parseUrlPrefix(input: string): string {
+  const s = String(input).trim();
+  const bare = s.replace(/\/+$/, '');
+  const segments = bare.split('/').slice(1);
+  // The HTTP front end merges `//` and removes dot segments: such a prefix would never match.
+  if (
+    !s.startsWith('/') ||
+    segments.some((x) => x === '' || x === '.' || x === '..') ||
+    /[?#\0]/.test(s)
+  ) {
+    throw usage(
+      'CLI_ERR_BAD_PREFIX',
+      `--cgi-prefix ${JSON.stringify(s)} is not an absolute URL path (e.g. /cgi-bin)`,
+    );
+  }
+  return bare;
+}
+
+/**
+ * cgiOptions turn `serve` and `fastcgi` into a CGI host for legacy programs (src/cli/cgi-target.ts):
+ * each of --cgi-bin, --cgi-script and (fastcgi only) --cgi-root takes the place of TARGET.
+ */
+export const cgiOptions = {
+  'cgi-bin': {
+    type: 'string',
+    requiresArg: true,
+    description: 'Instead of TARGET: the CGI programs in DIR, at --cgi-prefix',
+    group: GROUPS.CGI,
+  },
+  'cgi-script': {
+    type: 'string',
+    requiresArg: true,
+    description: 'Instead of TARGET: the one CGI program FILE, for every path',
+    group: GROUPS.CGI,
+  },
+  'cgi-prefix': {
+    type: 'string',
+    requiresArg: true,
+    description: 'URL path where --cgi-bin is mounted (default /cgi-bin; / for the root)',
+    group: GROUPS.CGI,
+    coerce: parseUrlPrefix,
+  },
+  'inherit-env': {
+    // Not `array: true`, for the reason given at --env.
+    type: 'string',
+    requiresArg: true,
+    description:
+      "Pass the variable NAME from cgi-bridge's environment to CGI programs (repeatable); " +
+      'otherwise they get only PATH, --env and the request',
+    group: GROUPS.CGI,
+    coerce: parseNameList,
+  },
+} satisfies Record<string, Options>;
+
+/**
+ * cgiRootOption is fastcgi's `--cgi-root DIR`, fcgiwrap's mode: the web server names the
+ * program (SCRIPT_FILENAME), which must lie inside DIR. `serve` has no web server to ask.
+ */
+export const cgiRootOption = {
+  'cgi-root': {
+    type: 'string',
+    requiresArg: true,
+    description:
+      "Instead of TARGET: run the web server's SCRIPT_FILENAME when it lies inside DIR " +
+      "(fcgiwrap's mode; SCRIPT_NAME and PATH_INFO as the web server sends them)",
+    group: GROUPS.CGI,
+  },
+} satisfies Record<string, Options>;
+
+/** CgiArgs are the parsed {@link cgiOptions} (and fastcgi's {@link cgiRootOption}). */
+export interface CgiArgs {
+  cgiBin?: string;
+  cgiScript?: string;
+  cgiRoot?: string;
+  cgiPrefix?: string;
+  inheritEnv?: string[];
+}
 
 /** AppArgs are the parsed {@link appOptions}. */
 export interface AppArgs {

@@ -88,3 +88,34 @@ export async function loadTarget(target: string, cwd = process.cwd()): Promise<L
     typeof ns[name] === 'function' ? (ns[name] as () => unknown) : undefined;
   return { app, startup: hook('startup'), shutdown: hook('shutdown'), specifier };
 }
+
+/**
+ * loadTargetFactory builds an app with a factory module instead of a TARGET (see TargetFactory
+ * in worker-protocol.ts): it imports `factory.module` and returns what its
+ * `createTarget(options)` returns. A missing module or factory is `CLI_ERR_BAD_TARGET`.
+ */
+export async function loadTargetFactory(factory: {
+  module: string;
+  options: unknown;
+}): Promise<LoadedTarget> {
+  let ns: Record<string, unknown>;
+  try {
+    ns = (await import(factory.module)) as Record<string, unknown>;
+  } catch (cause) {
+    throw new BridgeError(
+      'CLI_ERR_BAD_TARGET',
+      `cgi-bridge: cannot load ${factory.module}: ${(cause as Error)?.message ?? cause}`,
+      { cause },
+    );
+  }
+  const create = ns.createTarget;
+  if (typeof create !== 'function') {
+    throw new BridgeError(
+      'CLI_ERR_BAD_TARGET',
+      `cgi-bridge: ${factory.module} has no createTarget function`,
+    );
+  }
+  return (await (create as (o: unknown) => LoadedTarget | Promise<LoadedTarget>)(
+    factory.options,
+  )) as LoadedTarget;
+}

@@ -35,7 +35,7 @@ describe('cgi-bridge --help / --version', () => {
   test('--help lists the commands', async () => {
     const r = await run('--help');
     assert.equal(r.code, EXIT.OK);
-    assert.match(r.stdout, /cgi-bridge serve <target>/);
+    assert.match(r.stdout, /cgi-bridge serve \[target\]/);
     assert.match(r.stdout, /cgi-bridge cgi <target>/);
     assert.equal(r.stderr, '');
   });
@@ -60,7 +60,7 @@ describe('cgi-bridge failures: one line, exit 2 for usage', () => {
   const cases: [string, string[], RegExp][] = [
     ['no command', [], /no command given \(see cgi-bridge --help\)/],
     ['an unknown command', ['frobnicate'], /Unknown argument: frobnicate/],
-    ['serve without TARGET', ['serve'], /Not enough non-option arguments/],
+    ['serve without TARGET', ['serve'], /no TARGET: give TARGET \(app\.js\[:export\]\)/],
     ['an unknown option', ['serve', 'app.js', '--nope'], /Unknown argument: nope/],
     [
       'a bad --listen',

@@ -1,0 +1,217 @@
+// The servers of the legacy-CGI benchmark (bench/legacy.js), each in the run's temp dir on
+// loopback or a unix socket, stopped by pid: `cgi-bridge fastcgi --cgi-bin` (a master + N
+// workers), fcgiwrap (N processes under spawn-fcgi, as Debian runs it) and one nginx in front
+// of both with the usual fcgiwrap config (SCRIPT_FILENAME = the directory + the script name).
+// Apache mod_cgid comes from bench/apache.js.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  acceptsConnections,
+  alive,
+  descendants,
+  freePort,
+  runUser,
+  sleep,
+} from './fastcgi-proc.js';
+
+export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
+export const FCGIWRAP = process.env.FCGIWRAP ?? '/usr/sbin/fcgiwrap';
+export const SPAWN_FCGI = process.env.SPAWN_FCGI ?? '/usr/bin/spawn-fcgi';
+
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function readText(file) {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+// cmdlineOf reads /proc/PID/cmdline: a pid is only signalled while it is still the program we
+// started (pids are reused quickly on a busy machine).
+function cmdlineOf(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
+}
+
+async function stopPids(pids, marker) {
+  const ours = pids.filter((p) => alive(p) && cmdlineOf(p).includes(marker));
+  for (const p of ours) process.kill(p, 'SIGTERM');
+  for (let i = 0; i < 100 && ours.some(alive); i++) await sleep(50);
+  for (const p of ours) if (alive(p) && cmdlineOf(p).includes(marker)) process.kill(p, 'SIGKILL');
+}
+
+/**
+ * startBridge runs `cgi-bridge fastcgi --cgi-bin DIR --cgi-prefix PREFIX --processes N` on a unix
+ * socket (mode 0666: nginx's workers are www-data when we are root) and resolves with
+ * `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
+ */
+export async function startBridge(root, dir, cgiDir, { processes, prefix }) {
+  const socket = join(dir, 'bridge.sock');
+  const logFile = join(dir, 'bridge.log');
+  const fd = openSync(logFile, 'a');
+  let child;
+  try {
+    child = spawn(
+      process.execPath,
+      [
+        join(root, 'bin/cgi-bridge.js'),
+        'fastcgi',
+        '--cgi-bin',
+        cgiDir,
+        '--cgi-prefix',
+        prefix,
+        '--listen',
+        `unix:${socket}`,
+        '--socket-mode',
+        '666',
+        '--processes',
+        String(processes),
+      ],
+      { stdio: ['ignore', fd, fd], env: { PATH, LANG: 'C' } },
+    );
+  } finally {
+    closeSync(fd);
+  }
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    if (alive(child.pid)) child.kill('SIGTERM');
+    await Promise.race([exited, sleep(15_000)]);
+    if (alive(child.pid)) child.kill('SIGKILL');
+  };
+  if (!(await acceptsConnections(socket))) {
+    await stop();
+    throw new Error(`cgi-bridge did not listen on ${socket}:\n${readText(logFile)}`);
+  }
+  // Wait for every worker: the master accepts on the socket before they all booted.
+  for (let i = 0; i < 200 && !/\(\d+ worker\(s\)/.test(readText(logFile)); i++) await sleep(50);
+  const workers = () => descendants(child.pid).filter((p) => cmdlineOf(p).includes('worker-entry'));
+  return {
+    socket,
+    pid: child.pid,
+    /** servingPids are the master and its workers (not the CGI programs they run). */
+    servingPids: () => [child.pid, ...workers()],
+    workers,
+    log: () => readText(logFile),
+    stop,
+  };
+}
+
+/**
+ * startFcgiwrap runs fcgiwrap under spawn-fcgi (`-F N`, a unix socket of mode 0666, as
+ * www-data when we are root) and resolves with `{ socket, pids, servingPids(), stop() }`.
+ */
+export async function startFcgiwrap(dir, { processes }) {
+  for (const [tool, pkg] of [
+    [FCGIWRAP, 'fcgiwrap'],
+    [SPAWN_FCGI, 'spawn-fcgi'],
+  ]) {
+    if (!existsSync(tool)) throw new Error(`${tool} not installed (apt-get install ${pkg})`);
+  }
+  const socket = join(dir, 'fcgiwrap.sock');
+  const pidFile = join(dir, 'fcgiwrap.pid');
+  const user = runUser();
+  const args = ['-F', String(processes), '-s', socket, '-M', '0666', '-P', pidFile];
+  if (user !== undefined) args.push('-u', user.name, '-g', user.group);
+  args.push('--', FCGIWRAP);
+  const r = spawnSync(SPAWN_FCGI, args, { encoding: 'utf8', env: { PATH, LANG: 'C' } });
+  const pids = readText(pidFile)
+    .split(/\s+/)
+    .filter((s) => /^\d+$/.test(s))
+    .map(Number);
+  const stop = () => stopPids(pids, 'fcgiwrap');
+  if (r.status !== 0 || pids.length !== processes || !(await acceptsConnections(socket))) {
+    await stop();
+    throw new Error(`spawn-fcgi fcgiwrap failed (${r.status}): ${r.stderr}${r.stdout}`);
+  }
+  return { socket, pids, servingPids: () => pids.filter(alive), stop };
+}
+
+// Debian's /etc/nginx/fastcgi_params (nginx-common 1.22), inlined as bench/fastcgi-nginx.js does.
+const FASTCGI_PARAMS = [
+  ['QUERY_STRING', '$query_string'],
+  ['REQUEST_METHOD', '$request_method'],
+  ['CONTENT_TYPE', '$content_type'],
+  ['CONTENT_LENGTH', '$content_length'],
+  ['SCRIPT_NAME', '$fastcgi_script_name'],
+  ['REQUEST_URI', '$request_uri'],
+  ['DOCUMENT_URI', '$document_uri'],
+  ['DOCUMENT_ROOT', '$document_root'],
+  ['SERVER_PROTOCOL', '$server_protocol'],
+  ['REQUEST_SCHEME', '$scheme'],
+  ['HTTPS', '$https if_not_empty'],
+  ['GATEWAY_INTERFACE', 'CGI/1.1'],
+  ['SERVER_SOFTWARE', 'nginx/$nginx_version'],
+  ['REMOTE_ADDR', '$remote_addr'],
+  ['REMOTE_PORT', '$remote_port'],
+  ['REMOTE_USER', '$remote_user'],
+  ['SERVER_ADDR', '$server_addr'],
+  ['SERVER_PORT', '$server_port'],
+  ['SERVER_NAME', '$server_name'],
+  ['REDIRECT_STATUS', '200'],
+];
+
+/**
+ * startNginx starts one nginx (1 worker, access log off) with, per route `{ prefix, socket }`,
+ * the config fcgiwrap's users write: `location /PREFIX/` with SCRIPT_FILENAME = cgiDir + the
+ * script's name, SCRIPT_NAME = the URI, a FastCGI connection per request. Resolves with
+ * `{ url, stop() }`.
+ */
+export async function startNginx(stateDir, cgiDir, routes) {
+  const user = runUser();
+  for (const d of ['tmp', 'log']) mkdirSync(join(stateDir, d), { recursive: true });
+  const port = await freePort();
+  const errorLog = join(stateDir, 'log', 'error.log');
+  const pidFile = join(stateDir, 'nginx.pid');
+  const conf = join(stateDir, 'nginx.conf');
+  const c = [
+    '# generated by bench/legacy-servers.js',
+    'worker_processes 1;',
+    'daemon off;',
+    `pid ${pidFile};`,
+    `error_log ${errorLog} warn;`,
+    ...(user !== undefined ? [`user ${user.name} ${user.group};`] : []),
+    'events { worker_connections 1024; }',
+    'http {',
+    '  access_log off;',
+    `  client_body_temp_path ${stateDir}/tmp/client_body;`,
+    `  fastcgi_temp_path ${stateDir}/tmp/fastcgi;`,
+    `  proxy_temp_path ${stateDir}/tmp/proxy;`,
+    `  uwsgi_temp_path ${stateDir}/tmp/uwsgi;`,
+    `  scgi_temp_path ${stateDir}/tmp/scgi;`,
+    '  keepalive_requests 1000000;',
+    '  server {',
+    `    listen 127.0.0.1:${port};`,
+    '    server_name localhost;',
+  ];
+  for (const r of routes) {
+    c.push(
+      `    location ~ ^/${r.prefix}(/[^/]+)$ {`,
+      ...FASTCGI_PARAMS.map(([k, v]) => `      fastcgi_param ${k} ${v};`),
+      `      fastcgi_param SCRIPT_FILENAME ${cgiDir}$1;`,
+      `      fastcgi_pass unix:${r.socket};`,
+      '    }',
+    );
+  }
+  c.push('  }', '}');
+  writeFileSync(conf, `${c.join('\n')}\n`);
+  const child = spawn(NGINX, ['-p', `${stateDir}/`, '-c', conf, '-e', errorLog], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    if (alive(child.pid)) child.kill('SIGTERM');
+    await Promise.race([exited, sleep(5000)]);
+    if (alive(child.pid)) child.kill('SIGKILL');
+  };
+  if (!(await acceptsConnections(port))) {
+    await stop();
+    throw new Error(`nginx did not start; config ${conf}\n${readText(errorLog)}`);
+  }
+  return { url: `http://127.0.0.1:${port}`, errorLog, stop };
+}
