@@ -26,9 +26,11 @@ const RELOAD_AT = 3500;
 /**
  * KILL_SLACK_MS: a request that started this soon after the killed worker was seen dead may
  * still have gone to it: nginx hands out a kept-alive connection of the dead worker until it
- * has processed that connection's close (on a loaded machine, a moment later).
+ * has processed that connection's close, or until it next picks that idle connection from its
+ * pool (231 ms after the kill was seen in one CI run). The reload comes 500 ms after a kill, so
+ * this slack still leaves every failure of the reload unexplained, as it must.
  */
-const KILL_SLACK_MS = 100;
+const KILL_SLACK_MS = 450;
 const POST_BODY = Buffer.alloc(1024, 'p');
 const MAX_STALL_MS = 3000;
 
