@@ -73,7 +73,9 @@ export function withRequestTimeout(
     // when the app reads gateway.signal (or the time is up), not on every request.
     let controller: AbortController | null = null;
     let signal: AbortSignal | null = null;
-    const inner: Environ = { ...environ };
+    // The environ is this request's own (each front end builds a fresh one), so the signal is
+    // swapped in place: copying its forty-odd keys per request cost more than the rest here.
+    const inner: Environ = environ;
     Object.defineProperty(inner, 'gateway.signal', {
       configurable: true,
       enumerable: true,
