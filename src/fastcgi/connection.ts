@@ -152,29 +152,36 @@ export class FcgiConnection implements RequestHost {
   }
 
   /**
-   * shutdown stops the connection gracefully: it is closed as soon as its active requests have
-   * ended. An idle connection serves at most one more request within `drainGraceMs` and is
-   * closed after it, or when the grace ends: a web server reuses its kept-alive connections
-   * and may be sending a request on this one right now (nginx retries a request that failed
-   * that way only when it is idempotent). A busy connection refuses new requests with
-   * FCGI_OVERLOADED (only a multiplexing web server would send one).
+   * shutdown stops the connection gracefully. Requests keep being served as they come (a web
+   * server reuses its kept-alive connections and may be sending one right now: closing after a
+   * response races with that reuse, and nginx answers 502 to what it had sent), and the
+   * connection is closed once it has stayed idle for `drainGraceMs`, when the web server is
+   * least likely to pick it. A busy multiplexed connection refuses new requests with
+   * FCGI_OVERLOADED. The process's graceful timeout bounds how long this may take.
    */
   shutdown(): Promise<void> {
     if (this.#draining || this.#closing) return this.closed;
     this.#draining = true;
-    this.#closeWhenIdle = true;
-    if (this.#requests.size === 0) {
-      const grace = this.options.drainGraceMs;
-      if (grace > 0 && Number.isFinite(grace)) {
-        this.#drainTimer = setTimeout(() => {
-          // Still idle: nothing came; a request that did come closes the connection after it.
-          if (this.#requests.size === 0) this.#endSocket();
-        }, grace);
-        this.#drainTimer.unref();
-      } else {
-        this.#endSocket();
-      }
+    const grace = this.options.drainGraceMs;
+    if (!(grace > 0 && Number.isFinite(grace))) {
+      this.#closeWhenIdle = true;
+      if (this.#requests.size === 0) this.#endSocket();
+      return this.closed;
     }
+    let idleSince = this.#requests.size === 0 ? Date.now() : 0;
+    this.#drainTimer = setInterval(
+      () => {
+        if (this.#requests.size > 0) {
+          idleSince = 0;
+        } else if (idleSince === 0) {
+          idleSince = Date.now();
+        } else if (Date.now() - idleSince >= grace) {
+          this.#endSocket();
+        }
+      },
+      Math.max(10, Math.min(250, grace / 4)),
+    );
+    this.#drainTimer.unref();
     return this.closed;
   }
 
@@ -381,7 +388,7 @@ export class FcgiConnection implements RequestHost {
     this.#closing = true;
     this.options.counters.connections -= 1;
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
-    if (this.#drainTimer !== null) clearTimeout(this.#drainTimer);
+    if (this.#drainTimer !== null) clearInterval(this.#drainTimer);
     this.output.close();
     this.#abortAll();
     this.#checkClosed();

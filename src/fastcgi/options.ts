@@ -71,9 +71,10 @@ export interface ResponderOptions {
   /** idleTimeoutMs closes a connection that carries no request and sent nothing for this long; 0 never. */
   idleTimeoutMs?: number;
   /**
-   * drainGraceMs is how long, during a graceful shutdown, an idle kept-alive connection stays
-   * open to serve one last request (the web server may be sending one on it right now; closing
-   * under it would fail that request). 0 closes idle connections at once.
+   * drainGraceMs is how long, during a graceful shutdown, a kept-alive connection must have been
+   * idle before it is closed (it serves what comes until then: the web server may be sending a
+   * request on it right now, and closing under it would fail that request). 0 closes idle
+   * connections at once.
    */
   drainGraceMs?: number;
   /** closeTimeoutMs is how long a closing connection waits for the peer's FIN before it is destroyed. */
@@ -108,7 +109,7 @@ export const DEFAULT_MAX_HOLD_BYTES = 1024 * 1024;
  */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 /** DEFAULT_DRAIN_GRACE_MS is the default of `drainGraceMs`. */
-export const DEFAULT_DRAIN_GRACE_MS = 1_000;
+export const DEFAULT_DRAIN_GRACE_MS = 2_000;
 /** DEFAULT_CLOSE_TIMEOUT_MS is the default of `closeTimeoutMs`. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 

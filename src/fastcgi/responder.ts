@@ -31,8 +31,8 @@ export interface Responder {
   /** connections are the connections open now. */
   readonly connections: ReadonlySet<FcgiConnection>;
   /**
-   * shutdown stops every open connection gracefully (active requests finish; an idle
-   * connection may serve one last request within `drainGraceMs`, see
+   * shutdown stops every open connection gracefully (requests keep being served; a connection
+   * closes once it has been idle for `drainGraceMs`, see
    * {@link FcgiConnection.shutdown}); resolves when all are closed and their requests settled.
    */
   shutdown(): Promise<void>;
