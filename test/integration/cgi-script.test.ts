@@ -295,9 +295,11 @@ describe('bundled cgi-bin scripts run directly', { timeout: 120_000 }, () => {
         t.diagnostic(
           `peak RSS ${base} KiB at rest; +${ten} KiB for 10 MB; +${hundred} KiB for 100 MB`,
         );
-        // Holding the body would add at least the body's size.
-        assert.ok(ten < 10 * 1024, `10 MB POST: peak RSS grew by ${ten} KiB`);
+        // Holding the body would add at least the body's size. At 10 MB the read buffers V8 has
+        // not collected yet come close to that (+11.5 MB seen in one CI run), so the bound is
+        // tested where the two differ by far: 100 MB must cost no more than 10 MB plus slack.
         assert.ok(hundred < 40 * 1024, `100 MB POST: peak RSS grew by ${hundred} KiB`);
+        assert.ok(hundred - ten < 30 * 1024, `100 MB grew ${hundred} KiB, 10 MB ${ten} KiB`);
       });
     }
   });
