@@ -4,6 +4,7 @@
 import { BridgeError } from '../errors.js';
 import { fileWrapper } from '../gateway/file-wrapper.js';
 import { BodyInput, type ByteSource } from '../gateway/input.js';
+import { RequestSignal } from '../gateway/signal.js';
 import type { Environ, ErrorStream } from '../gateway/types.js';
 import { decodeBytes, percentEncodePath } from './decode.js';
 
@@ -19,7 +20,8 @@ export interface EnvironOptions {
   /** input is the body source (stdin, FCGI_STDIN, the HTTP request), or null when there is none. */
   input: ByteSource | null;
   errors: ErrorStream;
-  signal: AbortSignal;
+  /** signal is `gateway.signal`; a {@link RequestSignal} makes it only when it is read. */
+  signal: AbortSignal | RequestSignal;
   multithread: boolean;
   multiprocess: boolean;
   runOnce: boolean;
@@ -136,6 +138,16 @@ export function buildEnviron(vars: MetaVariables, options: EnvironOptions): Envi
     const v = vars[k];
     if (v !== undefined) env[k] = v;
   }
+  return completeEnviron(env, options);
+}
+
+/**
+ * completeEnviron is {@link buildEnviron} in place: `env` holds the meta-variables (string
+ * values, no `undefined`) and becomes the environ, without a copy. A front end that collects
+ * its variables straight into a fresh object (the FastCGI responder) saves the copy.
+ */
+export function completeEnviron(env: Record<string, unknown>, options: EnvironOptions): Environ {
+  const vars = env as MetaVariables;
   const method = vars.REQUEST_METHOD;
   if (method === undefined || method === '' || !TOKEN.test(method)) {
     throw new BridgeError(
@@ -147,23 +159,25 @@ export function buildEnviron(vars: MetaVariables, options: EnvironOptions): Envi
     );
   }
   const length = bodyLength(vars);
-  if (vars.CONTENT_LENGTH !== undefined) {
-    if (vars.CONTENT_LENGTH === '') delete env.CONTENT_LENGTH;
-    else env.CONTENT_LENGTH = String(length);
+  const cl = vars.CONTENT_LENGTH;
+  if (cl !== undefined) {
+    if (cl === '') delete env.CONTENT_LENGTH;
+    else if (cl !== String(length)) env.CONTENT_LENGTH = String(length);
   }
   if (vars.CONTENT_TYPE === '') delete env.CONTENT_TYPE;
   if (vars.REMOTE_USER === '') delete env.REMOTE_USER;
-  delete env.HTTP_PROXY;
+  if (vars.HTTP_PROXY !== undefined) delete env.HTTP_PROXY;
   const scriptName = vars.SCRIPT_NAME ?? '';
   const pathInfo = vars.PATH_INFO ?? '';
   const query = vars.QUERY_STRING ?? '';
   env.SCRIPT_NAME = scriptName;
   env.PATH_INFO = pathInfo;
   env.QUERY_STRING = query;
+  const https = vars.HTTPS;
   const scheme = options.urlScheme ?? urlScheme(vars);
   env.REQUEST_SCHEME = scheme;
-  if (scheme === 'https' && !httpsIsOn(vars.HTTPS)) env.HTTPS = 'on';
-  if (scheme === 'http' && httpsIsOn(vars.HTTPS)) delete env.HTTPS; // the front end overrode it
+  if (scheme === 'https' && !httpsIsOn(https)) env.HTTPS = 'on';
+  if (scheme === 'http' && httpsIsOn(https)) delete env.HTTPS; // the front end overrode it
   env.SERVER_NAME = vars.SERVER_NAME || (hostWithoutPort(vars.HTTP_HOST) ?? 'localhost');
   env.SERVER_PORT =
     vars.SERVER_PORT || (portOfHost(vars.HTTP_HOST) ?? (scheme === 'https' ? '443' : '80'));
@@ -178,7 +192,8 @@ export function buildEnviron(vars: MetaVariables, options: EnvironOptions): Envi
   env['gateway.multiprocess'] = options.multiprocess;
   env['gateway.run_once'] = options.runOnce;
   env['gateway.file_wrapper'] = fileWrapper;
-  env['gateway.signal'] = options.signal;
+  if (options.signal instanceof RequestSignal) options.signal.install(env);
+  else env['gateway.signal'] = options.signal;
   return env as Environ;
 }
 
@@ -209,14 +224,23 @@ export function metaVariablesFromPairs(pairs: Iterable<MetaPair>): MetaVariables
       name = pair[0];
       value = pair[1];
     }
-    const prev = out[name];
-    if (prev === undefined || !name.startsWith('HTTP_') || name === 'HTTP_HOST') {
-      out[name] = value;
-    } else {
-      out[name] = `${prev}${name === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
-    }
+    addMetaVariable(out, name, value);
   }
   return out;
+}
+
+/**
+ * addMetaVariable adds one meta-variable to `vars` with the rule of
+ * {@link metaVariablesFromPairs} for a name already there: HTTP_* values (not HTTP_HOST) are
+ * joined, anything else is replaced.
+ */
+export function addMetaVariable(vars: MetaVariables, name: string, value: string): void {
+  const prev = vars[name];
+  if (prev === undefined || !name.startsWith('HTTP_') || name === 'HTTP_HOST') {
+    vars[name] = value;
+  } else {
+    vars[name] = `${prev}${name === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
+  }
 }
 
 /**

@@ -91,6 +91,9 @@ export class FcgiConnection implements RequestHost {
   #closeTimer: NodeJS.Timeout | null = null;
   #drainTimer: NodeJS.Timeout | null = null;
   #resolveClosed: () => void = () => undefined;
+  // Requests whose params ended in the records being dispatched: their apps start once the
+  // rest of those records is in (see FcgiRequest.onParams).
+  #starting: FcgiRequest[] = [];
 
   /** constructor starts serving `socket`; prefer {@link handleConnection}. */
   constructor(socket: Duplex, app: GatewayApp, options: ResolvedResponderOptions) {
@@ -247,13 +250,22 @@ export class FcgiConnection implements RequestHost {
     try {
       for (let record = this.#decoder.read(); record !== null; record = this.#decoder.read()) {
         this.#dispatch(record);
-        if (this.#closing) return;
+        if (this.#closing) break;
       }
     } catch (error) {
       this.#protocolError(error);
-      return;
     }
-    this.flowChanged();
+    this.#startApps();
+    if (!this.#closing) this.flowChanged();
+  }
+
+  // startApps starts the apps whose params ended in the records just dispatched; a request
+  // aborted or refused meanwhile does not start.
+  #startApps(): void {
+    const starting = this.#starting;
+    if (starting.length === 0) return;
+    this.#starting = [];
+    for (const request of starting) request.start();
   }
 
   #dispatch(record: FcgiRecord): void {
@@ -277,7 +289,7 @@ export class FcgiConnection implements RequestHost {
     }
     switch (type) {
       case FCGI_PARAMS:
-        request.onParams(content);
+        if (request.onParams(content)) this.#starting.push(request);
         return;
       case FCGI_STDIN:
         request.onStdin(content);
@@ -358,8 +370,10 @@ export class FcgiConnection implements RequestHost {
       }
     } catch (error) {
       this.#protocolError(error);
+      this.#startApps();
       return;
     }
+    this.#startApps();
     // A request whose input is incomplete can never complete now; one that has its input can
     // still answer if the socket stays writable (allowHalfOpen).
     for (const request of [...this.#requests.values()]) {

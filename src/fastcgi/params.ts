@@ -1,4 +1,5 @@
 // FastCGI name-value pairs (FastCGI spec §3.4): the encoder and the streaming FCGI_PARAMS decoder (§5.2).
+import { isAscii } from 'node:buffer';
 import { BridgeError } from '../errors.js';
 
 /** ParamInput is a name or value to encode: a string is sent as UTF-8, bytes as they are. */
@@ -25,6 +26,12 @@ export const MAX_PARAM_LENGTH = 0x7fffffff;
  * the CGI variables, well above Node's own 16 KiB header limit.
  */
 export const DEFAULT_MAX_PARAMS_BYTES = 128 * 1024;
+
+/**
+ * ParamSink receives each decoded pair as two strings (UTF-8, U+FFFD for invalid sequences),
+ * in order: the decoder then makes no pair object at all.
+ */
+export type ParamSink = (name: string, value: string) => void;
 
 /** DEFAULT_MAX_PARAMS is the default cap on the number of pairs in one FCGI_PARAMS stream. */
 export const DEFAULT_MAX_PARAMS = 1000;
@@ -177,11 +184,20 @@ export class ParamsDecoder {
   #count = 0;
   #ended = false;
   #error: BridgeError | null = null;
+  readonly #sink: ParamSink | null;
+  // With a sink: the pushed chunk decoded once when it is all ASCII (what web servers send),
+  // so each name and value is a slice of it instead of a decode of its own.
+  #chunk: Buffer | null = null;
+  #text: string | null = null;
 
-  /** constructor takes optional limits; omitted ones take their defaults. */
-  constructor(limits: ParamsLimits = {}) {
+  /**
+   * constructor takes optional limits (omitted ones take their defaults) and an optional
+   * sink: with one, pairs go to it as they complete and `push()` returns an empty list.
+   */
+  constructor(limits: ParamsLimits = {}, sink: ParamSink | null = null) {
     this.#maxBytes = limit(limits.maxBytes, DEFAULT_MAX_PARAMS_BYTES, 'maxBytes');
     this.#maxParams = limit(limits.maxParams, DEFAULT_MAX_PARAMS, 'maxParams');
+    this.#sink = sink;
   }
 
   /** bytes is how many bytes of the stream were pushed so far. */
@@ -216,13 +232,22 @@ export class ParamsDecoder {
       throw this.#fail(this.#tooLarge(this.#bytes + chunk.length));
     }
     const out: ParamPair[] = [];
+    if (this.#sink !== null) {
+      this.#chunk = chunk;
+      this.#text = isAscii(chunk) ? chunk.toString('latin1') : null;
+    }
     let pos = 0;
-    while (pos < chunk.length) {
-      pos =
-        this.#state === S_BODY
-          ? this.#readBody(chunk, pos, out)
-          : this.#readLength(chunk, pos, out);
-      if (this.#error) throw this.#error;
+    try {
+      while (pos < chunk.length) {
+        pos =
+          this.#state === S_BODY
+            ? this.#readBody(chunk, pos, out)
+            : this.#readLength(chunk, pos, out);
+        if (this.#error) throw this.#error;
+      }
+    } finally {
+      this.#chunk = null;
+      this.#text = null;
     }
     this.#bytes += chunk.length;
     return out;
@@ -346,7 +371,20 @@ export class ParamsDecoder {
   }
 
   #emit(body: Buffer, start: number, out: ParamPair[]): void {
-    out.push(new DecodedPair(body, start, start + this.#nameLength, this.#valueLength));
+    const sink = this.#sink;
+    if (sink === null) {
+      out.push(new DecodedPair(body, start, start + this.#nameLength, this.#valueLength));
+    } else {
+      const split = start + this.#nameLength;
+      const end = split + this.#valueLength;
+      const text = body === this.#chunk ? this.#text : null;
+      if (text !== null) {
+        sink(text.slice(start, split), split === end ? '' : text.slice(split, end));
+      } else {
+        // The project's one rule for bytes that become environ strings (src/cgi/decode.ts).
+        sink(body.toString('utf8', start, split), body.toString('utf8', split, end));
+      }
+    }
     this.#count += 1;
     this.#state = S_NAME_LENGTH;
   }

@@ -1,17 +1,23 @@
 // One request on a FastCGI responder connection (FastCGI spec §5, §6): its FCGI_PARAMS stream, its
 // input streams, the app run through the gateway pipeline, and its response sent as records.
 import { formatCgiHeaders } from '../cgi/child.js';
-import { bodyLength, buildEnviron, metaVariablesFromPairs } from '../cgi/environ.js';
+import {
+  addMetaVariable,
+  bodyLength,
+  completeEnviron,
+  type MetaVariables,
+} from '../cgi/environ.js';
 import { BridgeError } from '../errors.js';
 import { createErrorStream } from '../gateway/error-stream.js';
-import { errorMessage, runApp, type ResponseWriter } from '../gateway/handler.js';
+import { errorMessage, startApp, type ResponseWriter } from '../gateway/handler.js';
 import { BodyInput } from '../gateway/input.js';
+import { RequestSignal } from '../gateway/signal.js';
 import type { Environ, GatewayApp, Header } from '../gateway/types.js';
 import { ByteQueue } from './byte-queue.js';
 import { HoldBuffer } from './hold-buffer.js';
 import type { ResolvedResponderOptions } from './options.js';
 import type { OutputQueue } from './output.js';
-import { ParamsDecoder, type ParamPair } from './params.js';
+import { ParamsDecoder } from './params.js';
 import { FCGI_AUTHORIZER, FCGI_FILTER, FCGI_STDERR, FCGI_STDOUT } from './protocol.js';
 import { encodeEndRequest, encodeRequestEnd } from './records.js';
 
@@ -88,9 +94,10 @@ export class FcgiRequest implements ResponseWriter {
   readonly data: ByteQueue | null;
   readonly #host: RequestHost;
   readonly #opts: ResolvedResponderOptions;
-  readonly #controller = new AbortController();
+  readonly #signal = new RequestSignal();
   #params: ParamsDecoder | null;
-  #pairs: ParamPair[] = [];
+  // The params, decoded straight into what becomes the environ.
+  #vars: MetaVariables | null = {};
   #paramsEnded = false;
   #refused = false;
   #inputDone: boolean;
@@ -117,10 +124,10 @@ export class FcgiRequest implements ResponseWriter {
     const onConsume = (): void => host.flowChanged();
     this.stdin = new ByteQueue(onConsume);
     this.data = role === FCGI_FILTER ? new ByteQueue(onConsume) : null;
-    this.#params = new ParamsDecoder({
-      maxBytes: this.#opts.maxParamsBytes,
-      maxParams: this.#opts.maxParams,
-    });
+    this.#params = new ParamsDecoder(
+      { maxBytes: this.#opts.maxParamsBytes, maxParams: this.#opts.maxParams },
+      (name, value) => addMetaVariable(this.#vars!, name, value),
+    );
     // FastCGI spec §6.3: an Authorizer gets params only; its input is complete from the start.
     this.#inputDone = role === FCGI_AUTHORIZER;
     const timeout = this.#opts.requestTimeoutMs;
@@ -150,29 +157,39 @@ export class FcgiRequest implements ResponseWriter {
     return this.#ended;
   }
 
-  /** onParams takes one FCGI_PARAMS record's content; the empty one ends the stream and starts the app. */
-  onParams(content: Buffer): void {
+  /**
+   * onParams takes one FCGI_PARAMS record's content. The empty one ends the stream: then it
+   * returns true, and the connection calls {@link start} once it has fed in the records that
+   * arrived together with it (for a GET that is the empty FCGI_STDIN, so the app starts with
+   * its input complete and its response need not be held).
+   */
+  onParams(content: Buffer): boolean {
     if (this.#paramsEnded) throw protocolError(`FCGI_PARAMS for request ${this.id} after its end`);
     if (content.length === 0) {
       this.#paramsEnded = true;
-      if (this.#refused) return;
+      if (this.#refused) return false;
       try {
         this.#params!.end();
       } catch (e) {
         this.#refuse(e);
-        return;
+        return false;
       }
-      this.#start();
-      return;
+      return true;
     }
-    if (this.#refused) return;
+    if (this.#refused) return false;
     try {
-      const pairs = this.#params!.push(content);
-      for (const pair of pairs) this.#pairs.push(pair);
+      this.#params!.push(content);
     } catch (e) {
       // Too large or too many: the request is refused (431); the stream keeps being read.
       this.#refuse(e);
     }
+    return false;
+  }
+
+  /** start runs the app once its params are complete (see {@link onParams}); at most once. */
+  start(): void {
+    if (this.#vars === null || this.#ended || this.#refused) return;
+    this.#start();
   }
 
   /** onStdin takes one FCGI_STDIN record's content; the empty one ends the body (FastCGI spec §5.3). */
@@ -207,7 +224,7 @@ export class FcgiRequest implements ResponseWriter {
 
   /** connectionLost ends the request because its connection closed: the app's signal fires. */
   connectionLost(): void {
-    if (this.#controller.signal.aborted) return;
+    if (this.#signal.aborted) return;
     this.#cancel(
       new BridgeError('FCGI_ERR_CONNECTION_LOST', 'fcgi: the web server closed the connection', {
         status: 400,
@@ -448,7 +465,7 @@ export class FcgiRequest implements ResponseWriter {
   }
 
   #cancel(reason: BridgeError): void {
-    this.#controller.abort(reason);
+    this.#signal.abort(reason);
     this.stdin.fail(reason);
     this.data?.fail(reason);
     this.#head = null;
@@ -490,15 +507,15 @@ export class FcgiRequest implements ResponseWriter {
   }
 
   #start(): void {
-    const vars = metaVariablesFromPairs(this.#pairs);
-    this.#pairs = [];
+    const vars = this.#vars!;
+    this.#vars = null;
     this.#params = null;
     let environ: Environ;
     try {
-      environ = buildEnviron(vars, {
+      environ = completeEnviron(vars, {
         input: this.role === FCGI_AUTHORIZER ? null : this.stdin,
         errors: createErrorStream((s) => this.#writeStderr(s)),
-        signal: this.#controller.signal,
+        signal: this.#signal,
         multithread: true,
         multiprocess: this.#opts.multiprocess,
         runOnce: false,
@@ -520,11 +537,19 @@ export class FcgiRequest implements ResponseWriter {
       return;
     }
     this.#appRunning = true;
-    const done = (): void => {
-      this.#appRunning = false;
-      this.#trySettle();
-    };
-    runApp(this.#host.app, environ, this).then(done, done);
+    // A small synchronous response is complete when startApp returns: no promise to wait on.
+    const result = startApp(this.#host.app, environ, this);
+    if (result instanceof Promise) {
+      const done = (): void => this.#appReturned();
+      result.then(done, done);
+    } else {
+      this.#appReturned();
+    }
+  }
+
+  #appReturned(): void {
+    this.#appRunning = false;
+    this.#trySettle();
   }
 
   // refuse answers the request without running the app: a coded status, the reason to

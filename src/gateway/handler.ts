@@ -3,6 +3,7 @@
 import { BridgeError } from '../errors.js';
 import { kBodyLength, type SizedBody } from './file-wrapper.js';
 import { findHeader, parseStatus, validateHeaders, type ParsedStatus } from './headers.js';
+import { requestSignalOf, type RequestSignal } from './signal.js';
 import type { Body, Environ, GatewayApp, Header, StartResponse, Write } from './types.js';
 
 /**
@@ -106,7 +107,24 @@ export async function runApp(
   environ: Environ,
   writer: ResponseWriter,
 ): Promise<RunResult> {
-  return new Exchange(environ, writer).run(app);
+  return new Exchange(environ, writer).start(app);
+}
+
+/**
+ * startApp is {@link runApp} for front ends on a hot path: when the app returns an array body
+ * synchronously and every writer call completes synchronously (the common small response),
+ * the request is done when it returns and the result comes without a promise.
+ */
+export function startApp(
+  app: GatewayApp,
+  environ: Environ,
+  writer: ResponseWriter,
+): RunResult | Promise<RunResult> {
+  try {
+    return new Exchange(environ, writer).start(app);
+  } catch (e) {
+    return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+  }
 }
 
 type AnyIterator = Iterator<unknown> | AsyncIterator<unknown>;
@@ -122,17 +140,21 @@ class Exchange {
   private writerFailed = false;
   // Writer calls run one after the other through this queue: write() need not be awaited
   // (PEP 3333's write is synchronous) and its bytes still go out in call order.
-  private tail: Promise<void> = Promise.resolve();
+  private tail: Promise<void> | null = null;
   // The first failure of a queued send; later sends fail with it and run() reports it.
   private failure: unknown;
   private readonly noBody: boolean;
-  private readonly signal: AbortSignal | undefined;
+  // The front end's abort state: its RequestSignal (read without making an AbortController),
+  // else the environ's signal. Never the app's view, which a --timeout also fires.
+  private readonly requestSignal: RequestSignal | undefined;
+  private readonly plainSignal: AbortSignal | undefined;
   // Pending raceAbort rejecters; one signal listener serves them all (no listener per chunk).
-  private readonly waiters = new Set<(e: unknown) => void>();
-  private listening = false;
+  private waiters: Set<(e: unknown) => void> | null = null;
+  private listeningTo: AbortSignal | undefined;
   private readonly onAbort = (): void => {
-    for (const reject of this.waiters) reject(new Aborted());
-    this.waiters.clear();
+    const waiters = this.waiters;
+    this.waiters = null;
+    if (waiters !== null) for (const reject of waiters) reject(new Aborted());
   };
 
   constructor(
@@ -140,8 +162,17 @@ class Exchange {
     private readonly writer: ResponseWriter,
   ) {
     this.noBody = environ.REQUEST_METHOD === 'HEAD';
-    const signal: unknown = environ['gateway.signal'];
-    this.signal = signal instanceof AbortSignal ? signal : undefined;
+    this.requestSignal = requestSignalOf(environ);
+    if (this.requestSignal === undefined) {
+      const signal: unknown = environ['gateway.signal'];
+      this.plainSignal = signal instanceof AbortSignal ? signal : undefined;
+    }
+  }
+
+  private get aborted(): boolean {
+    return this.requestSignal !== undefined
+      ? this.requestSignal.aborted
+      : (this.plainSignal?.aborted ?? false);
   }
 
   private log(message: string): void {
@@ -154,25 +185,27 @@ class Exchange {
 
   // raceAbort settles with `value`, or rejects with Aborted as soon as gateway.signal fires.
   private raceAbort<T>(value: T | PromiseLike<T>): Promise<T> {
-    const signal = this.signal;
-    if (signal?.aborted) {
+    if (this.aborted) {
       if (isThenable(value)) Promise.resolve(value).catch(noop);
       return Promise.reject(new Aborted());
     }
-    if (!signal || !isThenable(value)) return Promise.resolve(value);
-    if (!this.listening) {
+    if (!isThenable(value)) return Promise.resolve(value);
+    if (this.listeningTo === undefined) {
+      const signal = this.requestSignal?.own ?? this.plainSignal;
+      if (signal === undefined) return Promise.resolve(value);
       signal.addEventListener('abort', this.onAbort, { once: true });
-      this.listening = true;
+      this.listeningTo = signal;
     }
+    const waiters = (this.waiters ??= new Set());
     return new Promise<T>((resolve, reject) => {
-      this.waiters.add(reject);
+      waiters.add(reject);
       Promise.resolve(value).then(
         (v) => {
-          this.waiters.delete(reject);
+          waiters.delete(reject);
           resolve(v);
         },
         (e: unknown) => {
-          this.waiters.delete(reject);
+          waiters.delete(reject);
           reject(e);
         },
       );
@@ -181,7 +214,7 @@ class Exchange {
 
   // enqueue runs `task` after every earlier writer task; once one failed, the rest fail alike.
   private enqueue(task: () => Promise<void>): Promise<void> {
-    const p = this.tail.then(() => {
+    const p = (this.tail ?? Promise.resolve()).then(() => {
       if (this.failure !== undefined) throw this.failure;
       return task();
     });
@@ -301,33 +334,126 @@ class Exchange {
     return undefined;
   }
 
-  async run(app: GatewayApp): Promise<RunResult> {
+  /** start calls the app and sends its response (see {@link startApp}). */
+  start(app: GatewayApp): RunResult | Promise<RunResult> {
+    let returned: unknown;
     try {
-      return await this.runInner(app);
+      returned = app(this.environ, this.startResponse);
+    } catch (e) {
+      return this.run(e, true);
+    }
+    if (Array.isArray(returned)) {
+      const result = this.tryArrayNow(returned);
+      if (result !== undefined) return result;
+    }
+    return this.run(returned, false);
+  }
+
+  private async run(returned: unknown, threw: boolean): Promise<RunResult> {
+    try {
+      return await this.runInner(returned, threw);
     } finally {
-      if (this.listening) this.signal?.removeEventListener('abort', this.onAbort);
+      this.listeningTo?.removeEventListener('abort', this.onAbort);
     }
   }
 
-  private async runInner(app: GatewayApp): Promise<RunResult> {
-    let returned: unknown;
+  // tryArrayNow sends an array body returned synchronously without promises, when nothing
+  // needs the general path: a status is set, no write() was queued, no close() to call, every
+  // chunk a string or bytes, and a declared Content-Length that matches. Otherwise undefined.
+  private tryArrayNow(body: unknown[]): RunResult | Promise<RunResult> | undefined {
+    const status = this.status;
+    if (status === undefined || this.tail !== null || this.aborted) return undefined;
+    if (typeof (body as { close?: unknown }).close === 'function') return undefined;
+    const chunks: Uint8Array[] = [];
+    let known = 0;
+    for (const c of body) {
+      if (typeof c !== 'string' && !(c instanceof Uint8Array)) return undefined;
+      const bytes = toBytes(c);
+      known += bytes.length;
+      chunks.push(bytes);
+    }
+    const bodyless = NO_BODY_STATUS.has(status.code);
+    const drop = this.noBody || bodyless;
+    if (!drop && this.declaredLength !== undefined && this.declaredLength !== known) {
+      return undefined;
+    }
+    this.finished = true;
+    if (this.declaredLength === undefined && !bodyless) {
+      this.headers.push(['Content-Length', String(known)]);
+      this.declaredLength = known;
+    }
+    this.headersSent = true;
+    this.sentStatus = status.code;
+    return this.stepsNow(-1, drop ? [] : chunks);
+  }
+
+  // stepsNow makes the writer calls from step `from` (-1 the head, then the chunks, then the
+  // end) while they complete synchronously; the first that returns a promise continues async.
+  private stepsNow(from: number, chunks: Uint8Array[]): RunResult | Promise<RunResult> {
+    const writer = this.writer;
+    const status = this.status!;
+    try {
+      for (let i = from; i <= chunks.length; i++) {
+        let r: void | Promise<void>;
+        if (i < 0) {
+          r = writer.writeHead(status.code, status.reason, this.headers);
+        } else if (i < chunks.length) {
+          const chunk = chunks[i]!;
+          if (chunk.length === 0) continue;
+          this.bytes += chunk.length;
+          r = writer.write(chunk);
+        } else {
+          r = writer.end();
+        }
+        if (isThenable(r)) return this.stepsLater(r, i + 1, chunks);
+      }
+    } catch (e) {
+      return this.writerGone(e);
+    }
+    return { status: this.sentStatus, ok: true, aborted: false, bytes: this.bytes };
+  }
+
+  private async stepsLater(
+    pending: PromiseLike<void>,
+    next: number,
+    chunks: Uint8Array[],
+  ): Promise<RunResult> {
+    try {
+      await this.out(() => pending as Promise<void>);
+    } catch (e) {
+      return this.writerGone(e);
+    } finally {
+      this.listeningTo?.removeEventListener('abort', this.onAbort);
+      this.listeningTo = undefined;
+    }
+    return this.stepsNow(next, chunks);
+  }
+
+  // writerGone ends a request whose writer failed (or whose client went away) mid-response.
+  private writerGone(e: unknown): RunResult {
+    this.writerFailed = true;
+    this.abortWriter(e instanceof Aborted ? e : new Aborted({ cause: e }));
+    return { status: this.sentStatus, ok: false, aborted: true, bytes: this.bytes };
+  }
+
+  private async runInner(returned: unknown, threw: boolean): Promise<RunResult> {
     let body: Body | undefined;
     let gotBody = false;
     let iterator: AnyIterator | undefined;
     let error: unknown;
     let aborted = false;
     try {
-      returned = app(this.environ, this.startResponse);
+      if (threw) throw returned;
       body = await this.raceAbort(returned as Body | Promise<Body>);
       gotBody = true;
       await this.iterate(body, (it) => (iterator = it));
     } catch (e) {
-      if (e instanceof Aborted || this.signal?.aborted) aborted = true;
+      if (e instanceof Aborted || this.aborted) aborted = true;
       else error = e;
     }
     this.finished = true;
     // Writes the app queued and did not await still go out (or fail) before the end.
-    await this.tail;
+    if (this.tail !== null) await this.tail;
     if (this.failure !== undefined && error === undefined && !aborted) {
       if (this.failure instanceof Aborted) aborted = true;
       else error = this.failure;
@@ -344,7 +470,7 @@ class Exchange {
     if (gotBody) {
       const closeError = await this.closeBody(body);
       if (closeError !== undefined && error === undefined && !aborted) error = closeError;
-    } else if (isThenable(returned)) {
+    } else if (!threw && isThenable(returned)) {
       // The client went away while the app was still working: close its body when it arrives.
       Promise.resolve(returned).then((b) => this.closeBody(b), noop);
     }

@@ -3,6 +3,7 @@
 // answers 504 before headers or cuts the response off after them (DESIGN.md, Settled details).
 import { BridgeError } from '../errors.js';
 import { kBodyLength } from '../gateway/file-wrapper.js';
+import { requestSignalOf } from '../gateway/signal.js';
 import type { Body, Chunk, Environ, GatewayApp } from '../gateway/types.js';
 
 const noop = (): void => undefined;
@@ -67,29 +68,40 @@ export function withRequestTimeout(
 ): GatewayApp {
   if (!(timeoutMs > 0)) return app;
   return (environ, startResponse) => {
-    const outer = environ['gateway.signal'];
     const started = performance.now();
-    // The combined signal costs two AbortSignals and a listener on `outer`: it is made only
-    // when the app reads gateway.signal (or the time is up), not on every request.
+    // The timeout's own signal is made only when the app reads gateway.signal or the time is up.
     let controller: AbortController | null = null;
-    let signal: AbortSignal | null = null;
-    // The environ is this request's own (each front end builds a fresh one), so the signal is
-    // swapped in place: copying its forty-odd keys per request cost more than the rest here.
+    const own = (): AbortSignal => (controller ??= new AbortController()).signal;
+    // The front end's signal fires when the client goes away (the request is no longer timed).
+    const source = requestSignalOf(environ);
+    let outer: AbortSignal | null = null;
+    if (source !== undefined) {
+      // A RequestSignal takes the timeout as one more source of the app's signal: no property
+      // to redefine, and no signal made unless someone reads it.
+      source.link(own);
+    } else {
+      const plain = environ['gateway.signal'];
+      outer = plain;
+      // The combined signal costs two AbortSignals and a listener on `plain`: it is made only
+      // when the app reads gateway.signal (or the time is up), not on every request. The
+      // environ is this request's own (each front end builds a fresh one), so the signal is
+      // swapped in place: copying its forty-odd keys per request cost more than the rest here.
+      let signal: AbortSignal | null = null;
+      Object.defineProperty(environ, 'gateway.signal', {
+        configurable: true,
+        enumerable: true,
+        get: (): AbortSignal => (signal ??= AbortSignal.any([plain, own()])),
+        set: (value: unknown): void => {
+          Object.defineProperty(environ, 'gateway.signal', {
+            value,
+            writable: true,
+            enumerable: true,
+            configurable: true,
+          });
+        },
+      });
+    }
     const inner: Environ = environ;
-    Object.defineProperty(inner, 'gateway.signal', {
-      configurable: true,
-      enumerable: true,
-      get: (): AbortSignal =>
-        (signal ??= AbortSignal.any([outer, (controller ??= new AbortController()).signal])),
-      set: (value: unknown): void => {
-        Object.defineProperty(inner, 'gateway.signal', {
-          value,
-          writable: true,
-          enumerable: true,
-          configurable: true,
-        });
-      },
-    });
     const returned = app(inner, startResponse);
     // A body returned synchronously that is not an async iterable cannot wait on anything: the
     // time cannot run out for it, so no timer is started (the common, fast case).
@@ -110,11 +122,12 @@ export function withRequestTimeout(
       (controller ??= new AbortController()).abort(error);
       fail(error);
     }, remaining);
+    const front = outer ?? source!.own;
     const done = (): void => {
       clearTimeout(timer);
-      outer.removeEventListener('abort', done);
+      front.removeEventListener('abort', done);
     };
-    outer.addEventListener('abort', done, { once: true });
+    front.addEventListener('abort', done, { once: true });
     return Promise.race([Promise.resolve(returned), timedOut]).then(
       (body) => guardBody(body, timedOut, done),
       (e: unknown) => {

@@ -43,7 +43,9 @@ const immediate = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 // A deterministic app: what it answers depends only on the request.
 const events: string[] = [];
+const started: string[] = [];
 const app: GatewayApp = async (environ, start) => {
+  started.push(environ.PATH_INFO);
   const signal = environ['gateway.signal'];
   signal.addEventListener('abort', () => events.push(`abort ${environ.PATH_INFO}`));
   if (environ.PATH_INFO === '/wait') {
@@ -295,6 +297,8 @@ const MALFORMED: {
   halfClose?: boolean;
   log: RegExp;
   active?: boolean;
+  /** then is sent once the app of `stream`'s request has started. */
+  then?: Buffer;
 }[] = [
   {
     name: 'a bad version',
@@ -349,10 +353,12 @@ const MALFORMED: {
   },
   {
     name: 'FCGI_END_REQUEST from the web server, with a request active',
-    stream: Buffer.concat([
-      requestStream({ keepConn: true, params: defaultParams('GET', '/wait'), stdinEnd: false }),
-      encodeRecord(FCGI_END_REQUEST, 1, Buffer.alloc(8)),
-    ]),
+    stream: requestStream({
+      keepConn: true,
+      params: defaultParams('GET', '/wait'),
+      stdinEnd: false,
+    }),
+    then: encodeRecord(FCGI_END_REQUEST, 1, Buffer.alloc(8)),
     log: /unexpected FCGI_END_REQUEST for request 1; closing the connection \(1 active request aborted\)/,
     active: true,
   },
@@ -365,9 +371,14 @@ describe('FastCGI responder: malformed streams close only their own connection',
       const healthy = await connectClient(r.port);
       for (const m of MALFORMED) {
         events.length = 0;
+        started.length = 0;
         const logsBefore = r.logs.length;
         const bad = await connectClient(r.port);
         bad.send(m.stream);
+        if (m.then) {
+          while (!started.includes('/wait')) await immediate();
+          bad.send(m.then);
+        }
         if (m.halfClose) bad.socket.end();
         await bad.waitClosed();
         assert.equal(
