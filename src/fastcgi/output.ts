@@ -1,7 +1,14 @@
 // The responder's output side of one connection (FastCGI spec §3.3): stream records encoded with
 // as few copies as possible, queued, and written in as few socket writes as possible.
 import type { Duplex } from 'node:stream';
-import { FCGI_HEADER_LEN, FCGI_VERSION_1 } from './protocol.js';
+import {
+  FCGI_END_REQUEST,
+  FCGI_HEADER_LEN,
+  FCGI_REQUEST_COMPLETE,
+  FCGI_STDERR,
+  FCGI_STDOUT,
+  FCGI_VERSION_1,
+} from './protocol.js';
 
 /**
  * STREAM_RECORD_CONTENT is the content size of a full stream record the responder sends: the
@@ -17,6 +24,11 @@ const COPY_LIMIT = 16 * 1024;
 const JOIN_LIMIT = 64 * 1024;
 // The congestion threshold: bytes queued or in the socket before writers wait for 'drain'.
 const HIGH_WATER_MARK = 64 * 1024;
+// Small records are encoded in place into a slab shared by every connection of the process: each
+// byte of it is written once and sent from (a write may still hold a view), never reused, so a
+// response costs no buffer of its own. A full slab is left to the garbage collector.
+const SLAB_SIZE = 64 * 1024;
+const shared = { slab: Buffer.allocUnsafeSlow(0), pos: 0 };
 const ZEROS = Buffer.alloc(8);
 
 function header(target: Buffer, at: number, type: number, id: number, length: number, pad: number) {
@@ -42,6 +54,11 @@ function header(target: Buffer, at: number, type: number, id: number, length: nu
 export class OutputQueue {
   #pieces: Uint8Array[] = [];
   #bytes = 0;
+  // The slab small records are encoded into; bytes [#slabStart, #slabPos) are queued after
+  // #pieces and not yet sealed into a piece of their own.
+  #slab: Buffer | null = null;
+  #slabStart = 0;
+  #slabPos = 0;
   #scheduled = false;
   #closed = false;
   #drain: Promise<void> | null = null;
@@ -76,8 +93,14 @@ export class OutputQueue {
   /** push queues bytes that are already encoded records. */
   push(bytes: Uint8Array): void {
     if (this.#closed || bytes.length === 0) return;
+    this.#seal();
     this.#pieces.push(bytes);
-    this.#bytes += bytes.length;
+    this.#queued(bytes.length);
+  }
+
+  // queued accounts for n more queued bytes and schedules (or makes) the write.
+  #queued(n: number): void {
+    this.#bytes += n;
     // Bulk data gains nothing from waiting for more: write it now (the writer may then go on
     // without waiting at all, when the kernel takes it whole).
     if (this.#bytes >= JOIN_LIMIT) {
@@ -88,6 +111,81 @@ export class OutputQueue {
       this.#scheduled = true;
       process.nextTick(this.#flushTick);
     }
+  }
+
+  // reserve makes room for n bytes in the shared slab and returns where they go; the open
+  // region grows when nothing else took slab bytes since, else it is sealed and a new one begun.
+  #reserve(n: number): number {
+    if (shared.pos + n > shared.slab.length) {
+      shared.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+      shared.pos = 0;
+    }
+    if (this.#slab !== shared.slab || this.#slabPos !== shared.pos) {
+      this.#seal();
+      this.#slab = shared.slab;
+      this.#slabStart = this.#slabPos = shared.pos;
+    }
+    const at = shared.pos;
+    shared.pos = this.#slabPos = at + n;
+    return at;
+  }
+
+  // seal turns the open slab region into a piece, so what is pushed next goes after it.
+  #seal(): void {
+    if (this.#slabPos > this.#slabStart) {
+      this.#pieces.push(this.#slab!.subarray(this.#slabStart, this.#slabPos));
+      this.#slabStart = this.#slabPos;
+    }
+  }
+
+  /**
+   * pushRequestEnd queues the end of a response (FastCGI spec §6.2, §5.5, Appendix B), encoded
+   * in place: the last `stdout` bytes, the empty FCGI_STDOUT, the empty FCGI_STDERR when
+   * `endStderr`, then FCGI_END_REQUEST with `appStatus` and FCGI_REQUEST_COMPLETE.
+   */
+  pushRequestEnd(
+    requestId: number,
+    stdout: Uint8Array | null,
+    endStderr: boolean,
+    appStatus: number,
+  ): void {
+    if (this.#closed) return;
+    const length = stdout === null ? 0 : stdout.length;
+    if (length > COPY_LIMIT) {
+      this.pushStream(FCGI_STDOUT, requestId, null, stdout!);
+      this.pushRequestEnd(requestId, null, endStderr, appStatus);
+      return;
+    }
+    const pad = -length & 7;
+    const size =
+      (length > 0 ? FCGI_HEADER_LEN + length + pad : 0) +
+      FCGI_HEADER_LEN +
+      (endStderr ? FCGI_HEADER_LEN : 0) +
+      2 * FCGI_HEADER_LEN;
+    let at = this.#reserve(size);
+    const out = this.#slab!;
+    if (length > 0) {
+      header(out, at, FCGI_STDOUT, requestId, length, pad);
+      out.set(stdout!, at + FCGI_HEADER_LEN);
+      at += FCGI_HEADER_LEN + length;
+      out.fill(0, at, at + pad);
+      at += pad;
+    }
+    header(out, at, FCGI_STDOUT, requestId, 0, 0);
+    at += FCGI_HEADER_LEN;
+    if (endStderr) {
+      header(out, at, FCGI_STDERR, requestId, 0, 0);
+      at += FCGI_HEADER_LEN;
+    }
+    header(out, at, FCGI_END_REQUEST, requestId, 8, 0);
+    at += FCGI_HEADER_LEN;
+    // FastCGI spec §5.5: appStatus (uint32, a negative status as its two's complement), protocolStatus, reserved.
+    out.writeUInt32BE(appStatus >>> 0, at);
+    out[at + 4] = FCGI_REQUEST_COMPLETE;
+    out[at + 5] = 0;
+    out[at + 6] = 0;
+    out[at + 7] = 0;
+    this.#queued(size);
   }
 
   /**
@@ -102,12 +200,14 @@ export class OutputQueue {
     if (total === 0 || this.#closed) return;
     const pad = -total & 7;
     if (total <= COPY_LIMIT) {
-      const out = Buffer.allocUnsafe(FCGI_HEADER_LEN + total + pad);
-      header(out, 0, type, requestId, total, pad);
-      out.set(a, FCGI_HEADER_LEN);
-      out.set(data, FCGI_HEADER_LEN + a.length);
-      out.fill(0, FCGI_HEADER_LEN + total);
-      this.push(out);
+      const size = FCGI_HEADER_LEN + total + pad;
+      const at = this.#reserve(size);
+      const out = this.#slab!;
+      header(out, at, type, requestId, total, pad);
+      out.set(a, at + FCGI_HEADER_LEN);
+      out.set(data, at + FCGI_HEADER_LEN + a.length);
+      out.fill(0, at + FCGI_HEADER_LEN + total, at + size);
+      this.#queued(size);
       return;
     }
     // One buffer holds every record header plus the final padding; the content goes as views.
@@ -130,6 +230,7 @@ export class OutputQueue {
 
   /** flush writes everything queued now; normally it runs by itself on the next tick. */
   flush(): void {
+    this.#seal();
     const pieces = this.#pieces;
     const bytes = this.#bytes;
     if (pieces.length === 0) return;
@@ -155,6 +256,9 @@ export class OutputQueue {
     this.#closed = true;
     this.#pieces = [];
     this.#bytes = 0;
+    this.#slab = null;
+    this.#slabStart = 0;
+    this.#slabPos = 0;
     this.#wake();
   }
 

@@ -379,7 +379,7 @@ export class ParamsDecoder {
       const end = split + this.#valueLength;
       const text = body === this.#chunk ? this.#text : null;
       if (text !== null) {
-        sink(text.slice(start, split), split === end ? '' : text.slice(split, end));
+        sink(knownName(body, text, start, split), split === end ? '' : text.slice(split, end));
       } else {
         // The project's one rule for bytes that become environ strings (src/cgi/decode.ts).
         sink(body.toString('utf8', start, split), body.toString('utf8', split, end));
@@ -388,6 +388,29 @@ export class ParamsDecoder {
     this.#count += 1;
     this.#state = S_NAME_LENGTH;
   }
+}
+
+// Param names recur on every request (a web server sends the same set each time): each is
+// decoded once and then found by its bytes, so the responder gets the same string object,
+// already a property key, instead of a fresh string the environ would have to intern.
+const NAMES = new Map<number, string>();
+const MAX_NAMES = 4096;
+
+function knownName(bytes: Buffer, text: string, start: number, end: number): string {
+  let h = end - start;
+  for (let i = start; i < end; i++) h = (Math.imul(h, 31) + bytes[i]!) | 0;
+  const known = NAMES.get(h);
+  if (known !== undefined && known.length === end - start) {
+    let i = 0;
+    while (i < known.length && known.charCodeAt(i) === bytes[start + i]) i++;
+    if (i === known.length) return known;
+  }
+  const name = text.slice(start, end);
+  if (known !== undefined || NAMES.size >= MAX_NAMES) return name;
+  // A property key is interned: this is the one string every later request gets.
+  const key = Object.keys({ [name]: 0 })[0]!;
+  NAMES.set(h, key);
+  return key;
 }
 
 // DecodedPair is a pair decoded straight from the bytes it lies in: the strings are decoded at

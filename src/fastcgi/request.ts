@@ -19,7 +19,7 @@ import type { ResolvedResponderOptions } from './options.js';
 import type { OutputQueue } from './output.js';
 import { ParamsDecoder } from './params.js';
 import { FCGI_AUTHORIZER, FCGI_FILTER, FCGI_STDERR, FCGI_STDOUT } from './protocol.js';
-import { encodeEndRequest, encodeRequestEnd } from './records.js';
+import { encodeEndRequest } from './records.js';
 
 /**
  * FCGI_APP_STATUS lists the `appStatus` values the responder puts in FCGI_END_REQUEST (FastCGI
@@ -409,13 +409,7 @@ export class FcgiRequest implements ResponseWriter {
     this.#head = null;
     if (head !== null) this.#stdoutSent = true;
     // FastCGI spec §6.2, Appendix B: the last stdout bytes, the stream ends, then END_REQUEST.
-    this.#host.output.push(
-      encodeRequestEnd(this.id, {
-        stdout: head ?? undefined,
-        endStderr: this.#stderrUsed,
-        appStatus,
-      }),
-    );
+    this.#host.output.pushRequestEnd(this.id, head, this.#stderrUsed, appStatus);
     this.#markEnded();
   }
 
