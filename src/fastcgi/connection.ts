@@ -75,6 +75,8 @@ export class FcgiConnection implements RequestHost {
   readonly output: OutputQueue;
   /** closed resolves once the socket is closed and every request of it has settled. */
   readonly closed: Promise<void>;
+  /** onInputConsumed re-checks flow control after an app read input (RequestHost). */
+  readonly onInputConsumed = (): void => this.flowChanged();
   readonly #socket: Duplex;
   readonly #decoder = new RecordDecoder();
   readonly #requests = new Map<number, FcgiRequest>();
@@ -374,10 +376,11 @@ export class FcgiConnection implements RequestHost {
       return;
     }
     this.#startApps();
-    // A request whose input is incomplete can never complete now; one that has its input can
+    // A request whose params or input are incomplete can never complete now (an Authorizer's
+    // input is complete from the start, its params need not be); one that has them all can
     // still answer if the socket stays writable (allowHalfOpen).
     for (const request of [...this.#requests.values()]) {
-      if (!request.inputComplete) request.connectionLost();
+      if (!request.paramsComplete || !request.inputComplete) request.connectionLost();
     }
     this.#closeWhenIdle = true;
     if (this.#requests.size === 0) this.#endSocket();

@@ -617,6 +617,22 @@ describe('FastCGI responder: the Authorizer and Filter roles (FastCGI spec §6.3
     c.close();
   });
 
+  test('an Authorizer whose params never end: at the web server FIN it is dropped and the connection closes', async () => {
+    // An Authorizer's input is complete from the start; its params are not (a fuzz case hung here).
+    const half = await startResponder(app, {}, { allowHalfOpen: true });
+    try {
+      const c = await connectClient(half.port);
+      c.send(encodeBeginRequest(1, FCGI_AUTHORIZER, FCGI_KEEP_CONN));
+      c.send(encodeStream(FCGI_PARAMS, 1, encodeParams(get('/authorize')), { end: false }));
+      c.socket.end();
+      await c.waitClosed();
+      await settled(half.counters);
+      assert.equal(half.counters.requests, 0);
+    } finally {
+      await half.close();
+    }
+  });
+
   test('a Filter reads FCGI_DATA as gateway.data, FCGI_DATA_LENGTH bytes', async () => {
     const c = await connectClient(r.port);
     c.send(
