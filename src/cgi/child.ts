@@ -115,13 +115,20 @@ async function* readFd(fd: number): AsyncGenerator<Uint8Array> {
   }
 }
 
-/** formatCgiHeaders renders the CGI response header block (RFC 3875 §6.2): Status line, fields, blank line. */
-export function formatCgiHeaders(code: number, reason: string, headers: Header[]): Buffer {
+/**
+ * cgiHeaderText renders the CGI response header block (RFC 3875 §6.2) as a latin-1 string:
+ * Status line, fields, blank line. Header values are latin-1 strings, one char per byte (the
+ * rule node:http applies too), so its length is its size in bytes.
+ */
+export function cgiHeaderText(code: number, reason: string, headers: Header[]): string {
   let s = `Status: ${code} ${reason}\r\n`;
   for (const [n, v] of headers) s += `${n}: ${v}\r\n`;
-  s += '\r\n';
-  // Header values are latin-1 strings: one char, one byte (the rule node:http applies too).
-  return Buffer.from(s, 'latin1');
+  return `${s}\r\n`;
+}
+
+/** formatCgiHeaders renders the CGI response header block (RFC 3875 §6.2): Status line, fields, blank line. */
+export function formatCgiHeaders(code: number, reason: string, headers: Header[]): Buffer {
+  return Buffer.from(cgiHeaderText(code, reason, headers), 'latin1');
 }
 
 /** A CGI request whose environment was accepted, ready to be served. */

@@ -29,7 +29,17 @@ const HIGH_WATER_MARK = 64 * 1024;
 // response costs no buffer of its own. A full slab is left to the garbage collector.
 const SLAB_SIZE = 64 * 1024;
 const shared = { slab: Buffer.allocUnsafeSlow(0), pos: 0 };
-const ZEROS = Buffer.alloc(8);
+const EMPTY = Buffer.alloc(0);
+
+function latin1(text: string): Buffer {
+  return Buffer.from(text, 'latin1');
+}
+
+// put copies bytes, or a latin-1 string (one char per byte), to target at `at`.
+function put(target: Buffer, at: number, bytes: Uint8Array | string): void {
+  if (typeof bytes === 'string') target.write(bytes, at, bytes.length, 'latin1');
+  else target.set(bytes, at);
+}
 
 function header(target: Buffer, at: number, type: number, id: number, length: number, pad: number) {
   // FastCGI spec §3.3: version, type, requestId B1 B0, contentLength B1 B0, paddingLength, reserved.
@@ -145,14 +155,14 @@ export class OutputQueue {
    */
   pushRequestEnd(
     requestId: number,
-    stdout: Uint8Array | null,
+    stdout: Uint8Array | string | null,
     endStderr: boolean,
     appStatus: number,
   ): void {
     if (this.#closed) return;
     const length = stdout === null ? 0 : stdout.length;
     if (length > COPY_LIMIT) {
-      this.pushStream(FCGI_STDOUT, requestId, null, stdout!);
+      this.pushStream(FCGI_STDOUT, requestId, stdout, EMPTY);
       this.pushRequestEnd(requestId, null, endStderr, appStatus);
       return;
     }
@@ -166,7 +176,7 @@ export class OutputQueue {
     const out = this.#slab!;
     if (length > 0) {
       header(out, at, FCGI_STDOUT, requestId, length, pad);
-      out.set(stdout!, at + FCGI_HEADER_LEN);
+      put(out, at + FCGI_HEADER_LEN, stdout!);
       at += FCGI_HEADER_LEN + length;
       out.fill(0, at, at + pad);
       at += pad;
@@ -194,8 +204,16 @@ export class OutputQueue {
    * copied into one buffer with its header; large content is queued as views, not copied,
    * so the caller must not change those bytes afterwards.
    */
-  pushStream(type: number, requestId: number, prefix: Uint8Array | null, data: Uint8Array): void {
-    const a = prefix ?? ZEROS.subarray(0, 0);
+  pushStream(
+    type: number,
+    requestId: number,
+    prefix: Uint8Array | string | null,
+    data: Uint8Array,
+  ): void {
+    const small = (prefix === null ? 0 : prefix.length) + data.length <= COPY_LIMIT;
+    // A latin-1 string prefix (a header block) is written in place; as a view it needs bytes.
+    const a =
+      prefix === null ? EMPTY : typeof prefix === 'string' && !small ? latin1(prefix) : prefix;
     const total = a.length + data.length;
     if (total === 0 || this.#closed) return;
     const pad = -total & 7;
@@ -204,7 +222,7 @@ export class OutputQueue {
       const at = this.#reserve(size);
       const out = this.#slab!;
       header(out, at, type, requestId, total, pad);
-      out.set(a, at + FCGI_HEADER_LEN);
+      put(out, at + FCGI_HEADER_LEN, a);
       out.set(data, at + FCGI_HEADER_LEN + a.length);
       out.fill(0, at + FCGI_HEADER_LEN + total, at + size);
       this.#queued(size);
@@ -221,7 +239,7 @@ export class OutputQueue {
       header(glue, i * FCGI_HEADER_LEN, type, requestId, length, last ? pad : 0);
       this.push(glue.subarray(i * FCGI_HEADER_LEN, (i + 1) * FCGI_HEADER_LEN));
       const end = offset + length;
-      if (offset < a.length) this.push(a.subarray(offset, Math.min(end, a.length)));
+      if (offset < a.length) this.push((a as Uint8Array).subarray(offset, Math.min(end, a.length)));
       if (end > a.length) this.push(data.subarray(Math.max(offset - a.length, 0), end - a.length));
       offset = end;
     }

@@ -29,9 +29,9 @@ export const DEFAULT_MAX_PARAMS_BYTES = 128 * 1024;
 
 /**
  * ParamSink receives each decoded pair as two strings (UTF-8, U+FFFD for invalid sequences),
- * in order: the decoder then makes no pair object at all.
+ * in order, with the decoder's target object: the decoder then makes no pair object at all.
  */
-export type ParamSink = (name: string, value: string) => void;
+export type ParamSink = (target: object, name: string, value: string) => void;
 
 /** DEFAULT_MAX_PARAMS is the default cap on the number of pairs in one FCGI_PARAMS stream. */
 export const DEFAULT_MAX_PARAMS = 1000;
@@ -185,6 +185,7 @@ export class ParamsDecoder {
   #ended = false;
   #error: BridgeError | null = null;
   readonly #sink: ParamSink | null;
+  readonly #target: object;
   // With a sink: the pushed chunk decoded once when it is all ASCII (what web servers send),
   // so each name and value is a slice of it instead of a decode of its own.
   #chunk: Buffer | null = null;
@@ -192,12 +193,14 @@ export class ParamsDecoder {
 
   /**
    * constructor takes optional limits (omitted ones take their defaults) and an optional
-   * sink: with one, pairs go to it as they complete and `push()` returns an empty list.
+   * sink: with one, pairs go to it (with `target`) as they complete and `push()` returns an
+   * empty list.
    */
-  constructor(limits: ParamsLimits = {}, sink: ParamSink | null = null) {
+  constructor(limits: ParamsLimits = {}, sink: ParamSink | null = null, target: object = {}) {
     this.#maxBytes = limit(limits.maxBytes, DEFAULT_MAX_PARAMS_BYTES, 'maxBytes');
     this.#maxParams = limit(limits.maxParams, DEFAULT_MAX_PARAMS, 'maxParams');
     this.#sink = sink;
+    this.#target = target;
   }
 
   /** bytes is how many bytes of the stream were pushed so far. */
@@ -379,10 +382,11 @@ export class ParamsDecoder {
       const end = split + this.#valueLength;
       const text = body === this.#chunk ? this.#text : null;
       if (text !== null) {
-        sink(knownName(body, text, start, split), split === end ? '' : text.slice(split, end));
+        const value = split === end ? '' : text.slice(split, end);
+        sink(this.#target, knownName(body, text, start, split), value);
       } else {
         // The project's one rule for bytes that become environ strings (src/cgi/decode.ts).
-        sink(body.toString('utf8', start, split), body.toString('utf8', split, end));
+        sink(this.#target, body.toString('utf8', start, split), body.toString('utf8', split, end));
       }
     }
     this.#count += 1;

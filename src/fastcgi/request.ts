@@ -1,6 +1,6 @@
 // One request on a FastCGI responder connection (FastCGI spec §5, §6): its FCGI_PARAMS stream, its
 // input streams, the app run through the gateway pipeline, and its response sent as records.
-import { formatCgiHeaders } from '../cgi/child.js';
+import { cgiHeaderText, formatCgiHeaders } from '../cgi/child.js';
 import {
   addMetaVariable,
   bodyLength,
@@ -43,6 +43,8 @@ export interface RequestHost {
   isShared(): boolean;
   /** flowChanged asks the connection to re-check whether its socket should be paused. */
   flowChanged(): void;
+  /** onInputConsumed is `flowChanged` as one function made per connection (an input queue's callback). */
+  readonly onInputConsumed: () => void;
   /** requestEnded: FCGI_END_REQUEST is queued, or the connection is gone; the id is inactive now. */
   requestEnded(request: FcgiRequest): void;
   /** requestSettled: the request is wholly done (ended, and the app has returned). */
@@ -59,6 +61,10 @@ const REFUSAL_REASONS: ReadonlyMap<number, string> = new Map([
 ]);
 
 const noop = (): void => undefined;
+
+// The params sink: pairs go straight into what becomes the environ, with the duplicate rule.
+const addParam = (target: object, name: string, value: string): void =>
+  addMetaVariable(target as MetaVariables, name, value);
 
 function protocolError(message: string): BridgeError {
   return new BridgeError('FCGI_ERR_PROTOCOL', `fcgi: ${message}`);
@@ -104,7 +110,8 @@ export class FcgiRequest implements ResponseWriter {
   #inputWait: { promise: Promise<void>; resolve: () => void } | null = null;
   #hold: HoldBuffer | null = null;
   #releasing: Promise<void> | null = null;
-  #head: Buffer | null = null;
+  // The header block (a latin-1 string) or a whole error response, until it leaves.
+  #head: Buffer | string | null = null;
   #stdoutSent = false;
   #stderrUsed = false;
   #ending = false; // end() or abort() was called: the response is complete or cut
@@ -121,12 +128,12 @@ export class FcgiRequest implements ResponseWriter {
     this.id = id;
     this.role = role;
     this.keepConn = keepConn;
-    const onConsume = (): void => host.flowChanged();
-    this.stdin = new ByteQueue(onConsume);
-    this.data = role === FCGI_FILTER ? new ByteQueue(onConsume) : null;
+    this.stdin = new ByteQueue(host.onInputConsumed);
+    this.data = role === FCGI_FILTER ? new ByteQueue(host.onInputConsumed) : null;
     this.#params = new ParamsDecoder(
       { maxBytes: this.#opts.maxParamsBytes, maxParams: this.#opts.maxParams },
-      (name, value) => addMetaVariable(this.#vars!, name, value),
+      addParam,
+      this.#vars!,
     );
     // FastCGI spec §6.3: an Authorizer gets params only; its input is complete from the start.
     this.#inputDone = role === FCGI_AUTHORIZER;
@@ -135,6 +142,11 @@ export class FcgiRequest implements ResponseWriter {
       this.#timer = setTimeout(() => this.#timeout(), timeout);
       this.#timer.unref();
     }
+  }
+
+  /** paramsComplete tells whether the FCGI_PARAMS stream has ended. */
+  get paramsComplete(): boolean {
+    return this.#paramsEnded;
   }
 
   /** inputComplete tells whether every input stream of the request has ended. */
@@ -259,7 +271,7 @@ export class FcgiRequest implements ResponseWriter {
   /** writeHead renders the CGI header block (RFC 3875 §6.2); it leaves with the first body bytes. */
   writeHead(code: number, reason: string, headers: Header[]): void {
     if (this.#ended) throw gone();
-    this.#head = formatCgiHeaders(code, reason, headers);
+    this.#head = cgiHeaderText(code, reason, headers);
   }
 
   /** write sends body bytes as FCGI_STDOUT records, or holds them (see the class comment). */
@@ -368,13 +380,15 @@ export class FcgiRequest implements ResponseWriter {
     return this.#opts.holdResponseUntilBodyRead && !this.#inputDone;
   }
 
-  #holdBytes(head: Buffer | null, chunk: Uint8Array): void | Promise<void> {
+  #holdBytes(head: Buffer | string | null, chunk: Uint8Array): void | Promise<void> {
     const hold = (this.#hold ??= new HoldBuffer({
       maxMemoryBytes: this.#opts.maxHoldBytes,
       tmpDir: this.#opts.tmpDir,
     }));
     // Held as one piece, the header block and first chunk leave in one record, as unheld.
-    return hold.append(head === null ? chunk : Buffer.concat([head, chunk]));
+    if (head === null) return hold.append(chunk);
+    const bytes = typeof head === 'string' ? Buffer.from(head, 'latin1') : head;
+    return hold.append(Buffer.concat([bytes, chunk]));
   }
 
   #startRelease(): void {
@@ -396,7 +410,7 @@ export class FcgiRequest implements ResponseWriter {
     }
   }
 
-  #send(head: Buffer | null, chunk: Uint8Array): void | Promise<void> {
+  #send(head: Buffer | string | null, chunk: Uint8Array): void | Promise<void> {
     if (this.#ended) throw gone();
     const output = this.#host.output;
     output.pushStream(FCGI_STDOUT, this.id, head, chunk);

@@ -151,11 +151,16 @@ class Exchange {
   // Pending raceAbort rejecters; one signal listener serves them all (no listener per chunk).
   private waiters: Set<(e: unknown) => void> | null = null;
   private listeningTo: AbortSignal | undefined;
-  private readonly onAbort = (): void => {
-    const waiters = this.waiters;
-    this.waiters = null;
-    if (waiters !== null) for (const reject of waiters) reject(new Aborted());
-  };
+  // The abort listener and the legacy write() are made on first use: most requests need neither.
+  private abortListener: (() => void) | null = null;
+  private writeFn: Write | null = null;
+  private get onAbort(): () => void {
+    return (this.abortListener ??= (): void => {
+      const waiters = this.waiters;
+      this.waiters = null;
+      if (waiters !== null) for (const reject of waiters) reject(new Aborted());
+    });
+  }
 
   constructor(
     private readonly environ: Environ,
@@ -246,10 +251,10 @@ class Exchange {
     this.status = parsed;
     this.headers = list;
     this.declaredLength = cl === undefined ? undefined : Number(cl);
-    return this.legacyWrite;
+    return (this.writeFn ??= (chunk) => this.legacyWrite(chunk));
   };
 
-  private readonly legacyWrite: Write = (chunk) => {
+  private legacyWrite(chunk: unknown): Promise<void> {
     if (this.finished) {
       throw new BridgeError(
         'GATEWAY_ERR_WRITE_AFTER_END',
@@ -262,7 +267,7 @@ class Exchange {
     // rejection; the failure is kept in `failure` and ends the request in run().
     p.catch(noop);
     return p;
-  };
+  }
 
   private async sendHeaders(knownLength: number | undefined): Promise<void> {
     const status = this.status;
@@ -353,7 +358,9 @@ class Exchange {
     try {
       return await this.runInner(returned, threw);
     } finally {
-      this.listeningTo?.removeEventListener('abort', this.onAbort);
+      if (this.abortListener !== null) {
+        this.listeningTo?.removeEventListener('abort', this.abortListener);
+      }
     }
   }
 
@@ -423,7 +430,9 @@ class Exchange {
     } catch (e) {
       return this.writerGone(e);
     } finally {
-      this.listeningTo?.removeEventListener('abort', this.onAbort);
+      if (this.abortListener !== null) {
+        this.listeningTo?.removeEventListener('abort', this.abortListener);
+      }
       this.listeningTo = undefined;
     }
     return this.stepsNow(next, chunks);

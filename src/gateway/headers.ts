@@ -32,8 +32,22 @@ export interface ParsedStatus {
   reason: string;
 }
 
-/** parseStatus validates an app's `'NNN Reason'` status and splits it. */
+// Apps send the same few statuses over and over: each is parsed once.
+const STATUS_CACHE = new Map<string, ParsedStatus>();
+const STATUS_CACHE_MAX = 256;
+
+/** parseStatus validates an app's `'NNN Reason'` status and splits it (the result is frozen and may be shared). */
 export function parseStatus(status: unknown): ParsedStatus {
+  if (typeof status === 'string') {
+    const cached = STATUS_CACHE.get(status);
+    if (cached !== undefined) return cached;
+  }
+  const parsed = parseStatusOnce(status);
+  if (STATUS_CACHE.size < STATUS_CACHE_MAX) STATUS_CACHE.set(status as string, parsed);
+  return parsed;
+}
+
+function parseStatusOnce(status: unknown): ParsedStatus {
   if (typeof status !== 'string') {
     throw new BridgeError(
       'GATEWAY_ERR_BAD_STATUS',
@@ -47,7 +61,7 @@ export function parseStatus(status: unknown): ParsedStatus {
       `gateway: status ${JSON.stringify(status)} is not 'NNN Reason' with a final status 200-599 and no control characters`,
     );
   }
-  return { code: Number(m[1]), reason: m[2] ?? '' };
+  return Object.freeze({ code: Number(m[1]), reason: m[2] ?? '' });
 }
 
 /** validateHeaders checks an app's header list and returns a copy; it throws a coded error on the first bad one. */

@@ -16,6 +16,8 @@ export class RequestSignal {
   #controller: AbortController | null = null;
   #aborted = false;
   #reason: unknown = undefined;
+  // Linked sources: the first (a --timeout, usually the only one) without an array.
+  #link: (() => AbortSignal) | null = null;
   #links: (() => AbortSignal)[] | null = null;
   #app: AbortSignal | null = null;
 
@@ -36,9 +38,11 @@ export class RequestSignal {
   /** app is what `gateway.signal` shows: {@link own}, and every linked source. */
   get app(): AbortSignal {
     if (this.#app !== null) return this.#app;
+    const first = this.#link;
     const links = this.#links;
-    this.#app =
-      links === null ? this.own : AbortSignal.any([this.own, ...links.map((make) => make())]);
+    if (first === null) this.#app = this.own;
+    else if (links === null) this.#app = AbortSignal.any([this.own, first()]);
+    else this.#app = AbortSignal.any([this.own, first(), ...links.map((make) => make())]);
     return this.#app;
   }
 
@@ -59,7 +63,8 @@ export class RequestSignal {
       this.#app = AbortSignal.any([this.#app, make()]);
       return;
     }
-    (this.#links ??= []).push(make);
+    if (this.#link === null) this.#link = make;
+    else (this.#links ??= []).push(make);
   }
 
   /**
