@@ -48,13 +48,13 @@ async function stopPids(pids, marker) {
 }
 
 /**
- * startBridge runs `cgi-bridge fastcgi --cgi-bin DIR --cgi-prefix PREFIX --processes N` on a unix
- * socket (mode 0666: nginx's workers are www-data when we are root) and resolves with
- * `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
+ * startBridge runs `cgi-bridge fastcgi --cgi-bin DIR --cgi-prefix PREFIX --processes N
+ * --cgi-spawn SPAWN` on a unix socket (mode 0666: nginx's workers are www-data when we are root)
+ * and resolves with `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
  */
-export async function startBridge(root, dir, cgiDir, { processes, prefix }) {
-  const socket = join(dir, 'bridge.sock');
-  const logFile = join(dir, 'bridge.log');
+export async function startBridge(root, dir, cgiDir, { processes, prefix, spawn: how = 'auto' }) {
+  const socket = join(dir, `bridge-${how}.sock`);
+  const logFile = join(dir, `bridge-${how}.log`);
   const fd = openSync(logFile, 'a');
   let child;
   try {
@@ -73,6 +73,8 @@ export async function startBridge(root, dir, cgiDir, { processes, prefix }) {
         '666',
         '--processes',
         String(processes),
+        '--cgi-spawn',
+        how,
       ],
       { stdio: ['ignore', fd, fd], env: { PATH, LANG: 'C' } },
     );
@@ -92,11 +94,15 @@ export async function startBridge(root, dir, cgiDir, { processes, prefix }) {
   // Wait for every worker: the master accepts on the socket before they all booted.
   for (let i = 0; i < 200 && !/\(\d+ worker\(s\)/.test(readText(logFile)); i++) await sleep(50);
   const workers = () => descendants(child.pid).filter((p) => cmdlineOf(p).includes('worker-entry'));
+  // The workers' fork servers (src/cgi/fork-server.pl), which start the programs for them.
+  const helpers = () =>
+    descendants(child.pid).filter((p) => cmdlineOf(p).includes('fork-server.pl'));
   return {
     socket,
     pid: child.pid,
-    /** servingPids are the master and its workers (not the CGI programs they run). */
-    servingPids: () => [child.pid, ...workers()],
+    /** servingPids are the master, its workers and their fork servers (not the CGI programs). */
+    servingPids: () => [child.pid, ...workers(), ...helpers()],
+    helpers,
     workers,
     log: () => readText(logFile),
     stop,

@@ -1,11 +1,12 @@
 // Where a legacy CGI request's time goes, part one (for bench/legacy.js): what starting a
 // program costs, sequentially, one at a time: a raw fork+exec loop in C (the floor; what
 // fcgiwrap pays), node's child_process.spawn and cross-spawn with the options the CGI host uses
-// (own process group, pipes, an allow-listed environment), and fromCgi's whole request path
-// (path resolution, spawn, head parsing, exit) — each for /bin/true, a shell hello and a Perl
-// hello. Variants alternate within each round so that a change of machine load hits all alike.
+// (own process group, pipes, an allow-listed environment), the fork server
+// (src/cgi/fork-server.pl, which forks for node), and fromCgi's whole request path (path
+// resolution, spawn, head parsing, exit) both ways — each for /bin/true, a shell hello and a
+// Perl hello. Variants alternate within each round so that a change of load hits all alike.
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -73,15 +74,55 @@ function runOnce(spawnFn, program) {
   });
 }
 
-/** perProgram runs `fn` n times: per run, the mean wall ms, this process's faults and CPU ms. */
-async function perProgram(n, fn) {
+// procUsage reads a process's minor faults and user + system CPU ms from /proc/PID/stat.
+function procUsage(pid) {
+  if (pid === undefined) return { faults: 0, cpuMs: 0 };
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { faults: Number(f[7]), cpuMs: (Number(f[11]) + Number(f[12])) * 10 }; // USER_HZ 100
+}
+
+/**
+ * perProgram runs `fn` n times: per run, the mean wall ms, this process's faults and CPU ms,
+ * plus those of the fork server when `helperPid()` names one (it starts the programs then).
+ */
+async function perProgram(n, fn, helperPid = () => undefined) {
+  const h0 = procUsage(helperPid());
   const u0 = process.resourceUsage();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) await fn();
   const ms = (performance.now() - t0) / n;
   const u1 = process.resourceUsage();
+  const h1 = procUsage(helperPid());
   const cpu = u1.userCPUTime + u1.systemCPUTime - u0.userCPUTime - u0.systemCPUTime;
-  return { ms, faults: (u1.minorPageFault - u0.minorPageFault) / n, cpuMs: cpu / 1000 / n };
+  return {
+    ms,
+    faults: (u1.minorPageFault - u0.minorPageFault + h1.faults - h0.faults) / n,
+    cpuMs: (cpu / 1000 + h1.cpuMs - h0.cpuMs) / n,
+    helperFaults: (h1.faults - h0.faults) / n,
+    helperCpuMs: (h1.cpuMs - h0.cpuMs) / n,
+  };
+}
+
+// forkServerRunner returns a function that starts `program` through the fork server, the way the
+// host does (no stdin, an allow-listed environment), and waits for its end.
+async function forkServerRunner(root, program) {
+  const fs = await import(pathToFileURL(join(root, 'dist/src/cgi/fork-server.js')).href);
+  const server = await fs.forkServer('helper');
+  const run = async () => {
+    const child = await server.spawn({
+      executable: program,
+      args: [],
+      cwd: '/',
+      env: HOST_OPTIONS.env,
+      stdin: false,
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.stderr.resume();
+    for await (const chunk of child.stdout) void chunk;
+    await exited;
+  };
+  return { run, helperPid: () => fs.currentForkServer()?.pid };
 }
 
 function forkExecLoop(forkExec, n, program) {
@@ -91,9 +132,9 @@ function forkExecLoop(forkExec, n, program) {
 }
 
 /** fromCgiRunner returns a function that runs one GET through fromCgi({ script }) to its end. */
-async function fromCgiRunner(root, program) {
+async function fromCgiRunner(root, program, how) {
   const lib = await import(pathToFileURL(join(root, 'dist/src/index.js')).href);
-  const app = lib.fromCgi({ script: program });
+  const app = lib.fromCgi({ script: program }, { spawn: how });
   const errors = { write() {}, writelines() {}, flush() {} };
   return async () => {
     const environ = lib.buildEnviron(
@@ -156,11 +197,23 @@ export async function measureSpawn({ root, dir, programs, n = 100, rounds = 3, l
       program: label,
       run: () => perProgram(n, () => runOnce(crossSpawn, program)),
     });
-    const viaHost = await fromCgiRunner(root, program);
+    const helper = await forkServerRunner(root, program);
+    variants.push({
+      how: 'fork server: node + fork-server.pl',
+      program: label,
+      run: () => perProgram(n, helper.run, helper.helperPid),
+    });
+    const viaHost = await fromCgiRunner(root, program, 'direct');
     variants.push({
       how: 'fromCgi: resolve + cross-spawn + parse + exit',
       program: label,
       run: () => perProgram(n, viaHost),
+    });
+    const viaHelper = await fromCgiRunner(root, program, 'helper');
+    variants.push({
+      how: 'fromCgi: resolve + fork server + parse + exit',
+      program: label,
+      run: () => perProgram(n, viaHelper, helper.helperPid),
     });
   }
   for (const v of variants) v.runs = [];

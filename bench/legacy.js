@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The legacy-CGI benchmark table (`npm run bench`, or alone: `node bench/legacy.js`): a shell
 // hello and a Perl hello, each started per request, behind
-//   nginx -> cgi-bridge fastcgi --cgi-bin (a master + 4 workers),
+//   nginx -> cgi-bridge fastcgi --cgi-bin (a master + 4 workers; programs started by each
+//            worker's fork server, and for comparison with --cgi-spawn direct),
 //   nginx -> fcgiwrap (4 processes under spawn-fcgi, the usual Debian setup),
 //   Apache (event MPM) mod_cgid,
 // in one run, interleaved (every round runs every backend and script once, in a rotated order,
@@ -99,10 +100,13 @@ async function checkHello(url) {
 async function measure(backend, script) {
   const url = backend.url(script);
   const pids = backend.servingPids();
+  const helpers = backend.helperPids?.() ?? [];
   const before = usage(pids);
+  const helpersBefore = usage(helpers);
   const loadBefore = loadavg()[0];
   const r = await runWrk(url, { seconds: SECONDS, connections: CONNECTIONS });
   const after = usage(pids);
+  const helpersAfter = usage(helpers);
   const n = Math.max(1, r.requests);
   return {
     rps: r.rps,
@@ -112,6 +116,8 @@ async function measure(backend, script) {
     requests: r.requests,
     cpuMs: ((after.cpu - before.cpu) * TICK_MS) / n,
     faults: (after.faults - before.faults) / n,
+    helperCpuMs: ((helpersAfter.cpu - helpersBefore.cpu) * TICK_MS) / n,
+    helperFaults: (helpersAfter.faults - helpersBefore.faults) / n,
     load: (loadBefore + loadavg()[0]) / 2,
   };
 }
@@ -151,35 +157,41 @@ function whereTheTimeGoes(results, spawnRows) {
   const lines = ['### Where the time goes', ''];
   for (const s of Object.keys(SCRIPTS)) {
     lines.push(
-      `- \`${s}\`: cgi-bridge's own processes spend ${fmt(med('bridge', s, 'cpuMs'), 1)} ms of CPU ` +
-        `and take ${fmt(med('bridge', s, 'faults'))} page faults per request; fcgiwrap's ` +
-        `${fmt(med('wrap', s, 'cpuMs'), 1)} ms and ${fmt(med('wrap', s, 'faults'))}.`,
+      `- \`${s}\`: cgi-bridge's own processes (master, workers and their fork servers) spend ` +
+        `${fmt(med('bridge', s, 'cpuMs'), 2)} ms of CPU and take ${fmt(med('bridge', s, 'faults'))} ` +
+        `page faults per request, of which the fork servers ${fmt(med('bridge', s, 'helperCpuMs'), 2)} ms ` +
+        `and ${fmt(med('bridge', s, 'helperFaults'))}; with \`--cgi-spawn direct\` ` +
+        `${fmt(med('direct', s, 'cpuMs'), 2)} ms and ${fmt(med('direct', s, 'faults'))}; ` +
+        `fcgiwrap's ${fmt(med('wrap', s, 'cpuMs'), 2)} ms and ${fmt(med('wrap', s, 'faults'))}.`,
     );
   }
   const c = (f) => spawnMed('C fork', '/bin/true', f);
   const n = (f) => spawnMed('node child_process', '/bin/true', f);
   const x = (f) => spawnMed('cross-spawn', '/bin/true', f);
-  const h = (f) => spawnMed('fromCgi', 'hello.sh', f);
+  const k = (f) => spawnMed('fork server', '/bin/true', f);
+  const hd = (f) => spawnMed('fromCgi: resolve + cross-spawn', 'hello.sh', f);
+  const hh = (f) => spawnMed('fromCgi: resolve + fork server', 'hello.sh', f);
   lines.push(
-    `- Starting \`/bin/true\` costs the starting process ${fmt(c('cpuMs'), 2)} ms of CPU and ` +
+    `- Starting \`/bin/true\` costs the starting process(es) ${fmt(c('cpuMs'), 2)} ms of CPU and ` +
       `${fmt(c('faults'))} faults from C, ${fmt(n('cpuMs'), 2)} ms and ${fmt(n('faults'))} from ` +
       `node's child_process.spawn, ${fmt(x('cpuMs'), 2)} ms and ${fmt(x('faults'))} through ` +
-      `cross-spawn; fromCgi's whole request path for \`hello.sh\` ${fmt(h('cpuMs'), 2)} ms and ` +
-      `${fmt(h('faults'))} faults. Were node's extra CPU all faults, each would cost about ` +
-      `${fmt(((n('cpuMs') - c('cpuMs')) * 1000) / (n('faults') - c('faults')))} µs.`,
-    '- Why: node (libuv) starts a program with fork(), which write-protects every private page ' +
-      'of the worker; the first write to each page afterwards (the JS heap, stacks, malloc) is a ' +
-      'copy-on-write fault, and a worker writes hundreds of pages per request; fcgiwrap is a small ' +
-      'C process that writes few (faults/req above). On this VM a page fault is expensive, so the ' +
-      'faults, not the fork call, are most of the CPU; with 4 workers on 2 CPUs the CPU runs out ' +
-      'first. The programs themselves (sh, perl) cost the same under every server.',
-    '- cross-spawn: on Linux it only normalizes the arguments (its shebang and PATHEXT handling is ' +
-      'for Windows), so it costs what child_process.spawn costs; the host keeps it, as the ' +
-      'project rules ask.',
-    '- What would close the gap: spawning from a small process instead of the worker (the design ' +
-      "of Apache's mod_cgid: a daemon forked at start-up that forks the CGI programs), or a " +
-      'vfork-style spawn (posix_spawn / CLONE_VFORK: no pages to protect), which libuv uses only ' +
-      'on macOS (libuv/libuv#3520).',
+      `cross-spawn, ${fmt(k('cpuMs'), 2)} ms and ${fmt(k('faults'))} through the fork server ` +
+      `(node and the Perl process together); fromCgi's whole request path for \`hello.sh\` ` +
+      `${fmt(hd('cpuMs'), 2)} ms and ${fmt(hd('faults'))} faults spawning directly, ` +
+      `${fmt(hh('cpuMs'), 2)} ms and ${fmt(hh('faults'))} through the fork server.`,
+    '- Why direct spawning costs so much: node (libuv) starts a program with fork(), which ' +
+      'write-protects every private page of the worker; the first write to each page afterwards ' +
+      '(the JS heap, stacks, malloc) is a copy-on-write fault, and a worker writes hundreds of ' +
+      'pages per request. On this VM a page fault is expensive, so the faults, not the fork call, ' +
+      'are most of the CPU; with 4 workers on 2 CPUs the CPU runs out first.',
+    "- The fork server (`--cgi-spawn helper`; Apache mod_cgid's design): each worker starts one " +
+      'small Perl process that forks and execs the programs, so the worker is never forked; per ' +
+      'request the worker makes one or two unix-socket connections and reads a few control ' +
+      'frames, and the Perl process pays the fork. Its own copy-on-write faults after each fork ' +
+      '(about 100 pages of interpreter state) make it cost about what it saves for a small ' +
+      'worker; it wins once a worker is large, which is when `--cgi-spawn auto` (the default) ' +
+      'uses it (512 MiB resident and more). The programs themselves (sh, perl) cost the same ' +
+      'under every server.',
   );
   return lines;
 }
@@ -223,13 +235,21 @@ export async function run(context) {
     const bridge = await startBridge(root, dir, cgiDir, {
       processes: PROCESSES,
       prefix: '/bridge',
+      spawn: 'helper',
     });
     started.push(bridge);
+    const direct = await startBridge(root, dir, cgiDir, {
+      processes: PROCESSES,
+      prefix: '/direct',
+      spawn: 'direct',
+    });
+    started.push(direct);
     const wrap = await startFcgiwrap(dir, { processes: PROCESSES });
     started.push(wrap);
     mkdirSync(join(dir, 'nginx'));
     const nginx = await startNginx(join(dir, 'nginx'), cgiDir, [
       { prefix: 'bridge', socket: bridge.socket },
+      { prefix: 'direct', socket: direct.socket },
       { prefix: 'wrap', socket: wrap.socket },
     ]);
     started.push(nginx);
@@ -241,10 +261,17 @@ export async function run(context) {
 
     const backends = [
       {
-        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers)`,
+        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, fork server)`,
         key: 'bridge',
         url: (s) => `${nginx.url}/bridge/${s}`,
         servingPids: bridge.servingPids,
+        helperPids: bridge.helpers,
+      },
+      {
+        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, --cgi-spawn direct)`,
+        key: 'direct',
+        url: (s) => `${nginx.url}/direct/${s}`,
+        servingPids: direct.servingPids,
       },
       {
         label: `nginx -> fcgiwrap (${PROCESSES} processes, spawn-fcgi)`,
@@ -382,8 +409,9 @@ function render({ context, backends, results, strace, spawnRows, loads }) {
       'measured after the load runs with the servers idle. The C loop is fork + execv + waitpid ' +
       'from a small process, which is what fcgiwrap does; node (libuv 1.46) also forks, from a ' +
       'process of tens of MiB, then waits for the exec on a pipe; cross-spawn only adds argument ' +
-      'handling on Linux (its shebang and PATHEXT work is for Windows); fromCgi adds the cgi-bin ' +
-      'resolution, the environment, the head parser and the exit.',
+      'handling on Linux (its shebang and PATHEXT work is for Windows); the fork server rows ' +
+      'count the faults and CPU of node and of the Perl fork server together; fromCgi adds the ' +
+      'cgi-bin resolution, the environment, the head parser and the exit.',
     '',
     '| how | program | ms per program (median) | range | faults per program | CPU ms per program |',
     '|---|---|--:|--:|--:|--:|',

@@ -1,10 +1,11 @@
-// The host side's running CGI program: one child process per request, started with cross-spawn
-// (never through a shell) as the leader of its own process group, the request body pumped to
-// its stdin, its stdout read on demand (backpressure), its stderr forwarded line by line.
-import type { ChildProcess } from 'node:child_process';
+// The host side's running CGI program: one child process per request, started by the fork
+// server (fork-server.ts) or with cross-spawn, never through a shell, as the leader of its own
+// process group; the request body pumped to its stdin, its stdout read on demand
+// (backpressure), its stderr forwarded line by line.
 import type { Readable, Writable } from 'node:stream';
 import spawn from 'cross-spawn';
 import type { ErrorStream, InputStream } from '../gateway/types.js';
+import { forkServer, type CgiSpawn, type ProgramProcess } from './fork-server.js';
 import { ProcessGroup } from './process-group.js';
 
 /** ProgramSpec says what to run and how. */
@@ -26,6 +27,8 @@ export interface ProgramSpec {
   timeoutMs: number;
   /** killGraceMs is the time between SIGTERM and SIGKILL. */
   killGraceMs: number;
+  /** spawn says who starts the program (see {@link CgiProgram.start}); default `direct`. */
+  spawn?: CgiSpawn;
 }
 
 /**
@@ -54,6 +57,15 @@ const EXIT_AFTER_EOF_MS = 1000;
 // A stderr line longer than this is logged in pieces, so a program cannot fill memory with it.
 const MAX_STDERR_LINE = 8192;
 
+/**
+ * AUTO_HELPER_RSS is the resident size from which `auto` starts programs through the fork
+ * server: 512 MiB. Measured on a 2-vCPU VM (bench/results/legacy.md), one `hello.sh` costs
+ * about the same CPU either way for a worker of 400 MiB (7 ms); below that a direct spawn is
+ * as cheap and starts the program sooner, above it forking the worker costs more and more
+ * (10 ms at 850 MiB and 1.7 GiB, against 7-8 ms through the fork server).
+ */
+export const AUTO_HELPER_RSS = 512 * 1024 * 1024;
+
 const noop = (): void => undefined;
 
 function delay(ms: number): Promise<'timeout'> {
@@ -69,7 +81,7 @@ function delay(ms: number): Promise<'timeout'> {
  * group — no process outlives its request (one that called setsid(2) is out of reach).
  */
 export class CgiProgram {
-  readonly child: ChildProcess;
+  readonly child: ProgramProcess;
   readonly group: ProcessGroup | undefined;
   stopReason: StopReason | undefined;
   inputError: unknown;
@@ -87,16 +99,45 @@ export class CgiProgram {
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly onAbort = (): void => this.stop('aborted');
 
-  constructor(private readonly spec: ProgramSpec) {
-    this.child = spawn(spec.executable, spec.args, {
+  /**
+   * start runs the program the way `spec.spawn` says: `helper` and `auto` through this process's
+   * fork server (which does what cross-spawn does below, without forking this big process),
+   * `direct`, or `auto` where the fork server cannot start, with cross-spawn. It rejects only
+   * when the fork server fails (`CGI_ERR_FORK_SERVER`) or the request cannot be passed to a
+   * program (a NUL byte); a program that cannot be started is `spawnError`, as with cross-spawn.
+   */
+  static async start(spec: ProgramSpec): Promise<CgiProgram> {
+    const mode = spec.spawn ?? 'direct';
+    const helper =
+      mode === 'helper' || (mode === 'auto' && process.memoryUsage.rss() >= AUTO_HELPER_RSS);
+    const server = helper ? await forkServer(mode === 'auto' ? 'auto' : 'helper') : undefined;
+    if (server === undefined) return new CgiProgram(spec);
+    const child = await server.spawn({
+      executable: spec.executable,
+      args: spec.args,
       cwd: spec.cwd,
       env: spec.env,
-      // setsid(2): the program leads a new process group, which one kill(-pgid) ends entirely.
-      detached: true,
-      shell: false,
-      stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-      windowsHide: true,
+      stdin: spec.stdin,
     });
+    return new CgiProgram(spec, child);
+  }
+
+  /** The constructor starts the program with cross-spawn, unless `child` was started already. */
+  constructor(
+    private readonly spec: ProgramSpec,
+    started?: ProgramProcess,
+  ) {
+    this.child =
+      started ??
+      spawn(spec.executable, spec.args, {
+        cwd: spec.cwd,
+        env: spec.env,
+        // setsid(2): the program leads a new process group, which one kill(-pgid) ends entirely.
+        detached: true,
+        shell: false,
+        stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+        windowsHide: true,
+      });
     const child = this.child;
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {

@@ -6,6 +6,7 @@ import { BridgeError, isBridgeError } from '../errors.js';
 import { emptyInput } from '../gateway/input.js';
 import type { Body, Environ, GatewayApp, StartResponse } from '../gateway/types.js';
 import type { CgiProgram, ProgramOutcome } from './cgi-program.js';
+import type { CgiSpawn } from './fork-server.js';
 import { CgiResponseParser, reasonFor } from './cgi-response.js';
 import {
   childEnvironment,
@@ -66,6 +67,17 @@ export interface CgiHostOptions extends InheritOptions {
   searchArgs?: boolean;
   /** hostEnv is where inherited variables come from; default `process.env`, read once. */
   hostEnv?: Readonly<Record<string, string | undefined>>;
+  /**
+   * spawn says who starts the programs. `helper`: a fork server, one small Perl process per
+   * Node process started at its first request (fork-server.ts); a request it cannot serve gets
+   * 502. `direct`: cross-spawn from this process, which forks all of it. `auto` (the default):
+   * the fork server once this process is large (AUTO_HELPER_RSS, 512 MiB resident), where
+   * forking it costs more than the fork server does, when perl is found and the app is not run
+   * once per process (a CGI script); otherwise, and after one log line when the fork server
+   * cannot start, `direct`.
+   * Without this option, `CGI_BRIDGE_SPAWN` from the environment decides, else `auto`.
+   */
+  spawn?: CgiSpawn;
 }
 
 // Output a program writes after a local redirect, or on a HEAD request, is read and dropped up
@@ -82,6 +94,20 @@ interface Located extends ScriptLocation {
 let programModule: Promise<typeof import('./cgi-program.js')> | undefined;
 const loadProgram = (): Promise<typeof import('./cgi-program.js')> =>
   (programModule ??= import('./cgi-program.js'));
+
+/**
+ * spawnOption checks fromCgi's `spawn`; without one, `CGI_BRIDGE_SPAWN` from the environment
+ * decides, else `auto`.
+ */
+function spawnOption(given: unknown): CgiSpawn {
+  const env = process.env.CGI_BRIDGE_SPAWN;
+  const [v, name] = given !== undefined ? [given, 'spawn'] : [env || 'auto', 'CGI_BRIDGE_SPAWN'];
+  if (v === 'auto' || v === 'helper' || v === 'direct') return v;
+  throw new BridgeError(
+    'CGI_ERR_BAD_OPTION',
+    `cgi: fromCgi ${name} must be auto, helper or direct, not ${JSON.stringify(v)}`,
+  );
+}
 
 /** describeExit renders how a program ended for a log line: `exit code 3`, `killed by SIGTERM` … */
 function describeExit(o: ProgramOutcome): string {
@@ -191,7 +217,8 @@ function redirectEnviron(
  * directory (`{ dir }`, resolved by {@link CgiBinDirectory}: the first executable regular file
  * on the path, never outside the directory; 404/403 otherwise, and nothing runs).
  *
- * Per request the program is started with cross-spawn (never a shell), argv per RFC 3875 §4.4,
+ * Per request the program is started by the fork server or with cross-spawn (`options.spawn`;
+ * never through a shell), argv per RFC 3875 §4.4,
  * in its own directory, as the leader of its own process group; its environment is the
  * request's meta-variables with SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO (and PATH_TRANSLATED
  * when a document root is known) plus PATH and the configured names only (see
@@ -230,6 +257,7 @@ export function fromCgi(target: CgiTarget, options: CgiHostOptions = {}): Gatewa
   const maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   const searchArgs = options.searchArgs ?? true;
   const documentRoot = options.documentRoot?.replace(/\/+$/, '');
+  const spawnMode = spawnOption(options.spawn);
 
   const locate = async (environ: Environ): Promise<Located> => {
     let found: ScriptLocation;
@@ -304,7 +332,7 @@ export function fromCgi(target: CgiTarget, options: CgiHostOptions = {}): Gatewa
     const { CgiProgram } = await loadProgram();
     let program: CgiProgram;
     try {
-      program = new CgiProgram({
+      program = await CgiProgram.start({
         executable: loc.executable,
         args: searchArgs ? searchArguments(environ.QUERY_STRING) : [],
         cwd: dirname(loc.filename),
@@ -315,6 +343,9 @@ export function fromCgi(target: CgiTarget, options: CgiHostOptions = {}): Gatewa
         signal,
         timeoutMs,
         killGraceMs,
+        // A process that serves one request (CGI) would pay for the fork server's start and
+        // never win it back.
+        spawn: spawnMode === 'auto' && environ['gateway.run_once'] ? 'direct' : spawnMode,
       });
     } catch (e) {
       log(environ, `cgi: ${label} could not be started: ${errorText(e)}`);

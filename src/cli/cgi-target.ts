@@ -5,6 +5,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { reasonFor } from '../cgi/cgi-response.js';
+import type { CgiSpawn } from '../cgi/fork-server.js';
 import { fromCgi } from '../cgi/host.js';
 import { BridgeError } from '../errors.js';
 import type { Body, GatewayApp, StartResponse } from '../gateway/types.js';
@@ -47,6 +48,8 @@ export interface CgiTargetSpec {
   env: [string, string][];
   /** timeoutMs bounds each program's wall time (0: none). */
   timeoutMs: number;
+  /** spawn is `--cgi-spawn` (fromCgi's `spawn`); absent: fromCgi's default. */
+  spawn?: CgiSpawn;
 }
 
 /** CgiTargetArgs are what {@link cgiTargetSpec} reads from a command line. */
@@ -76,8 +79,12 @@ export function checkTargetChoice(args: CgiTargetArgs, withRoot: boolean): true 
   if (forms.length > 1)
     throw new Error(`${forms.join(' and ')} exclude each other: give one of ${choices}`);
   if (forms[0] === 'TARGET') {
-    for (const flag of ['cgi-prefix', 'inherit-env'] as const) {
-      const key = flag === 'cgi-prefix' ? 'cgiPrefix' : 'inheritEnv';
+    const keys = {
+      'cgi-prefix': 'cgiPrefix',
+      'inherit-env': 'inheritEnv',
+      'cgi-spawn': 'cgiSpawn',
+    };
+    for (const [flag, key] of Object.entries(keys) as [string, keyof CgiTargetArgs][]) {
       if (args[key] !== undefined) throw new Error(`--${flag} needs --cgi-bin or --cgi-script`);
     }
   }
@@ -121,6 +128,7 @@ export function cgiTargetSpec(
     inheritEnv: args.inheritEnv ?? [],
     env: args.env ?? [],
     timeoutMs: timeoutMs ?? DEFAULT_CGI_TIMEOUT_MS,
+    ...(args.cgiSpawn !== undefined ? { spawn: args.cgiSpawn } : {}),
   };
   if (args.cgiBin !== undefined) {
     const path = resolve(args.cgiBin);
@@ -191,6 +199,7 @@ export function buildCgiApp(
     env: Object.fromEntries(spec.env),
     timeoutMs: spec.timeoutMs,
     hostEnv,
+    spawn: spec.spawn,
   };
   const app =
     spec.kind === 'script'
@@ -217,7 +226,8 @@ export function parseCgiTargetSpec(value: unknown): CgiTargetSpec {
     v.inheritEnv.every((n) => typeof n === 'string') &&
     Array.isArray(v.env) &&
     v.env.every(isStringPair) &&
-    typeof v.timeoutMs === 'number';
+    typeof v.timeoutMs === 'number' &&
+    (v.spawn === undefined || v.spawn === 'auto' || v.spawn === 'helper' || v.spawn === 'direct');
   if (!ok) throw badTarget(`not a CGI target spec: ${JSON.stringify(value)}`);
   return v as unknown as CgiTargetSpec;
 }

@@ -224,6 +224,15 @@ export const cgiOptions = {
     group: GROUPS.CGI,
     coerce: parseNameList,
   },
+  'cgi-spawn': {
+    type: 'string',
+    requiresArg: true,
+    choices: ['auto', 'helper', 'direct'],
+    description:
+      'Who starts CGI programs: a small Perl fork server per process (helper), cgi-bridge ' +
+      'itself (direct), or the fork server when perl is found (auto, the default)',
+    group: GROUPS.CGI,
+  },
 } satisfies Record<string, Options>;
 
 /**
@@ -248,6 +257,7 @@ export interface CgiArgs {
   cgiRoot?: string;
   cgiPrefix?: string;
   inheritEnv?: string[];
+  cgiSpawn?: 'auto' | 'helper' | 'direct';
 }
 
 /** AppArgs are the parsed {@link appOptions}. */

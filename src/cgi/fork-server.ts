@@ -1,0 +1,380 @@
+// The host side's fork server (Apache mod_cgid's design): a small Perl process (fork-server.pl),
+// started once per Node process at the first program start, forks and execs the CGI programs.
+// node's own spawn fork()s the whole Node process, after which every page it writes is a
+// copy-on-write fault: hundreds per request. Programs started here are still the leaders of
+// their own process groups, which the host signals by pid as before (same uid).
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
+import { constants, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, type Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import spawn from 'cross-spawn';
+import { BridgeError } from '../errors.js';
+
+/**
+ * CgiSpawn chooses how CGI programs are started: `helper` through the fork server, `direct` with
+ * cross-spawn from this process, `auto` (the default) the fork server when this process is
+ * large (see AUTO_HELPER_RSS in cgi-program.ts) and it can start (perl found, not Windows),
+ * otherwise direct.
+ */
+export type CgiSpawn = 'auto' | 'helper' | 'direct';
+
+/** ProgramProcess is the part of a ChildProcess a CgiProgram uses; the fork server's fit it too. */
+export interface ProgramProcess {
+  readonly pid?: number;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+}
+
+/** SpawnRequest is what to run: argv[0] is `executable`, an absolute path; `env` is all of it. */
+export interface SpawnRequest {
+  executable: string;
+  args: readonly string[];
+  cwd: string;
+  env: Record<string, string>;
+  /** stdin is true when a request body will be written; otherwise stdin is /dev/null. */
+  stdin: boolean;
+}
+
+// The first start (perl loading POSIX) is slow on a loaded machine; past this it has failed.
+const READY_TIMEOUT_MS = 15_000;
+const FRAME_HEAD = 9; // type (1), id (u32), length (u32)
+const SCRIPT = fileURLToPath(new URL('./fork-server.pl', import.meta.url));
+
+const noop = (): void => undefined;
+const log = (line: string): void => void process.stderr.write(`cgi-bridge: ${line}\n`);
+
+function nameOf(table: Record<string, number>, n: number): string | undefined {
+  for (const [name, value] of Object.entries(table)) if (value === n) return name;
+  return undefined;
+}
+
+function forkServerError(message: string, cause?: unknown): BridgeError {
+  return new BridgeError('CGI_ERR_FORK_SERVER', `cgi: ${message}`, { cause, status: 502 });
+}
+
+// spawnError is the error node's spawn would give for `errno` (code ENOENT, EACCES, ENOEXEC …).
+function spawnError(errno: number, req: SpawnRequest): NodeJS.ErrnoException {
+  const code = nameOf(constants.errno as Record<string, number>, errno) ?? `E${errno}`;
+  return Object.assign(new Error(`spawn ${req.executable} ${code}`), {
+    errno: -errno,
+    code,
+    syscall: `spawn ${req.executable}`,
+    path: req.executable,
+    spawnargs: [...req.args],
+  });
+}
+
+/**
+ * HelperProcess is a program the fork server started: `stdout` is the connection that is its
+ * fd 1, `stdin` the one that is its fd 0 (null: /dev/null), `stderr` what the fork server relays.
+ * 'exit' and 'error' come as from a ChildProcess; a failed start has no pid and emits 'error'.
+ */
+class HelperProcess extends EventEmitter implements ProgramProcess {
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  readonly stderr = new Readable({ read: noop });
+  stderrEnded = false;
+
+  constructor(
+    readonly pid: number | undefined,
+    readonly stdout: Socket | null,
+    readonly stdin: Socket | null,
+  ) {
+    super();
+  }
+
+  endStderr(): void {
+    if (this.stderrEnded) return;
+    this.stderrEnded = true;
+    this.stderr.push(null);
+  }
+
+  exited(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exitCode !== null || this.signalCode !== null) return;
+    this.exitCode = code;
+    this.signalCode = signal;
+    // Its 'S' and 'X' frames may come in one read, before the caller of spawn() (resumed by a
+    // promise) listens: like node, emit after the current tick's promise jobs.
+    setImmediate(() => this.emit('exit', code, signal));
+  }
+}
+
+interface Starting {
+  req: SpawnRequest;
+  out: Socket;
+  input: Socket | null;
+  resolve(p: HelperProcess): void;
+  reject(e: unknown): void;
+}
+
+/** ForkServer owns one fork-server.pl process and the programs it started. */
+export class ForkServer {
+  readonly pid: number | undefined;
+  readonly ready: Promise<void>;
+  exited = false;
+  private readonly child: ChildProcess;
+  /** dir is the 0700 directory of its socket, removed when it exits. */
+  readonly dir: string;
+  private readonly socketPath: string;
+  private readonly starting = new Map<number, Starting>();
+  private readonly running = new Map<number, HelperProcess>();
+  private nextId = 1;
+  private pending: Buffer = Buffer.alloc(0);
+  private isReady = false;
+
+  constructor(perl: string) {
+    // mkdtemp makes the directory 0700: only our uid can connect to the socket in it.
+    this.dir = mkdtempSync(join(tmpdir(), 'cgi-bridge-spawn-'));
+    this.socketPath = join(this.dir, 's');
+    this.child = spawn(perl, [SCRIPT, this.socketPath], {
+      // No PERL5LIB or PERL5OPT of ours: nothing but perl-base is loaded.
+      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C' },
+      stdio: ['pipe', 'pipe', 'inherit'],
+      shell: false,
+      windowsHide: true,
+    });
+    this.pid = this.child.pid;
+    let readyTimer: NodeJS.Timeout | undefined;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.onReady = () => {
+        clearTimeout(readyTimer);
+        resolve();
+      };
+      this.onFailed = (e) => {
+        clearTimeout(readyTimer);
+        reject(e);
+      };
+      readyTimer = setTimeout(() => {
+        this.onFailed(forkServerError(`fork server not ready within ${READY_TIMEOUT_MS} ms`));
+        this.stop();
+      }, READY_TIMEOUT_MS);
+    });
+    this.ready.catch(noop);
+    this.child.on('error', (e) => {
+      this.onFailed(forkServerError(`fork server: ${e.message}`, e));
+      // No process (perl not found): there will be no 'exit'.
+      if (this.child.pid === undefined) this.cleanUp();
+    });
+    this.child.stdin?.on('error', noop);
+    this.child.stdout?.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.child.once('exit', (code, signal) => this.onExit(code, signal));
+  }
+
+  private onReady: () => void = noop;
+  private onFailed: (e: unknown) => void = noop;
+
+  // A running or starting program keeps the event loop alive through its sockets; between
+  // them the fork server must not.
+  private updateRef(): void {
+    const busy = !this.isReady || this.starting.size > 0 || this.running.size > 0;
+    for (const h of [this.child, this.child.stdout, this.child.stdin]) {
+      const r = h as { ref?: () => void; unref?: () => void } | null;
+      if (busy) r?.ref?.();
+      else r?.unref?.();
+    }
+  }
+
+  /** stop ends the fork server: it SIGKILLs the groups of the programs still running. */
+  stop(): void {
+    this.child.stdin?.destroy();
+    if (!this.exited) this.child.kill('SIGKILL');
+  }
+
+  /**
+   * spawn starts one program. It resolves once the program runs (or could not be started: no
+   * pid, an 'error' event like node's spawn error); it rejects when the fork server fails.
+   */
+  spawn(req: SpawnRequest): Promise<HelperProcess> {
+    if (this.exited) return Promise.reject(forkServerError('the fork server has exited'));
+    const env = Object.entries(req.env).map(([k, v]) => `${k}=${v}`);
+    const fields = [req.stdin ? '1' : '0', req.cwd, req.executable];
+    fields.push(String(req.args.length + 1), req.executable, ...req.args, ...env);
+    if (fields.some((f) => f.includes('\0'))) {
+      // node's spawn refuses these too (ERR_INVALID_ARG_VALUE): NUL ends a C string.
+      return Promise.reject(new TypeError(`cgi: ${req.executable}: a NUL byte in argv or env`));
+    }
+    const id = this.nextId;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    const out = this.connect(['R', String(id), ...fields]);
+    // `out` is only read after the header, which the fork server consumes whole: no write to it
+    // can fail and it never gets ECONNRESET. `input` may get both, which CgiProgram ignores.
+    const input = req.stdin ? this.connect(['I', String(id)]) : null;
+    input?.resume(); // a program does not write to its stdin; read to EOF so that it closes
+    return new Promise<HelperProcess>((resolve, reject) => {
+      const s: Starting = { req, out, input, resolve, reject };
+      this.starting.set(id, s);
+      this.updateRef();
+      const failed = (e: Error): void => {
+        if (this.starting.get(id) !== s) return;
+        this.starting.delete(id);
+        this.updateRef();
+        out.destroy();
+        input?.destroy();
+        reject(forkServerError(`the fork server's socket failed: ${e.message}`, e));
+      };
+      out.once('error', failed);
+      input?.once('error', failed);
+    });
+  }
+
+  private connect(fields: string[]): Socket {
+    const payload = Buffer.from(fields.join('\0'), 'utf8');
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(payload.length);
+    const socket = createConnection({ path: this.socketPath });
+    // Errors after the start are the program's (CgiProgram listens); never an uncaught one.
+    socket.on('error', noop);
+    socket.write(Buffer.concat([head, payload]));
+    return socket;
+  }
+
+  private onData(chunk: Buffer): void {
+    let buf = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    while (buf.length >= FRAME_HEAD) {
+      const length = buf.readUInt32BE(5);
+      if (buf.length < FRAME_HEAD + length) break;
+      const type = String.fromCharCode(buf[0]!);
+      const id = buf.readUInt32BE(1);
+      const payload = buf.subarray(FRAME_HEAD, FRAME_HEAD + length);
+      buf = buf.subarray(FRAME_HEAD + length);
+      this.onFrame(type, id, payload);
+    }
+    this.pending = buf;
+  }
+
+  private onFrame(type: string, id: number, payload: Buffer): void {
+    if (type === 'R') {
+      this.isReady = true;
+      this.updateRef();
+      this.onReady();
+      return;
+    }
+    if (type === 'S' || type === 'F') {
+      const s = this.starting.get(id);
+      const n = Number(payload.toString('latin1'));
+      if (s === undefined) {
+        // Its request gave up meanwhile: nobody will read it.
+        if (type === 'S') killGroup(n);
+        return;
+      }
+      this.starting.delete(id);
+      if (type === 'S') {
+        const p = new HelperProcess(n, s.out, s.input);
+        this.running.set(id, p);
+        s.resolve(p);
+      } else {
+        s.out.destroy();
+        s.input?.destroy();
+        const p = new HelperProcess(undefined, null, null);
+        p.endStderr();
+        s.resolve(p);
+        // After the caller's synchronous set-up, as node emits a spawn error.
+        setImmediate(() => p.emit('error', spawnError(n, s.req)));
+      }
+      this.updateRef();
+      return;
+    }
+    const p = this.running.get(id);
+    if (p === undefined) return;
+    if (type === 'O') p.stderr.push(Buffer.from(payload));
+    else if (type === 'C') p.endStderr();
+    else if (type === 'X') {
+      const [code, sig] = payload.toString('latin1').split(' ').map(Number) as [number, number];
+      const signal = sig > 0 ? ((nameOf(constants.signals, sig) ?? null) as NodeJS.Signals) : null;
+      p.exited(sig > 0 ? null : code, signal);
+    }
+    if (p.stderrEnded && (p.exitCode !== null || p.signalCode !== null)) {
+      this.running.delete(id);
+      this.updateRef();
+    }
+  }
+
+  private cleanUp(): void {
+    this.exited = true;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    this.cleanUp();
+    const how = signal !== null ? `killed by ${signal}` : `exit code ${code}`;
+    const e = forkServerError(`the fork server (pid ${this.pid}) ended (${how})`);
+    this.onFailed(e);
+    if (!this.isReady) return;
+    const lost = this.starting.size + this.running.size;
+    if (lost > 0) log(`${e.message}; its ${lost} request(s) in flight fail`);
+    for (const s of this.starting.values()) {
+      s.out.destroy();
+      s.input?.destroy();
+      s.reject(e);
+    }
+    this.starting.clear();
+    // Their exit status is lost with it: end them, and say so (their responses are cut).
+    for (const p of this.running.values()) {
+      if (p.pid !== undefined) killGroup(p.pid);
+      p.endStderr();
+      p.exited(null, 'SIGKILL');
+    }
+    this.running.clear();
+  }
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message.replace(/^cgi: /, '') : String(e);
+}
+
+function killGroup(pgid: number): void {
+  if (!Number.isInteger(pgid) || pgid <= 1) return;
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+let current: ForkServer | undefined;
+let gaveUp = false;
+
+/**
+ * forkServer returns this process's fork server, started on first use and again after it died.
+ * `helper`: one that cannot start is an error (`CGI_ERR_FORK_SERVER`). `auto`: undefined, and
+ * from then on for this process (programs are then started directly), after one log line;
+ * undefined at once on Windows. `CGI_BRIDGE_PERL` names the perl to run (default: `perl` on PATH).
+ */
+export async function forkServer(mode: 'auto' | 'helper'): Promise<ForkServer | undefined> {
+  if (mode === 'auto' && (gaveUp || process.platform === 'win32')) return undefined;
+  let server = current;
+  try {
+    if (server === undefined || server.exited) {
+      server = new ForkServer(process.env.CGI_BRIDGE_PERL || 'perl');
+      current = server;
+    }
+    await server.ready;
+    return server;
+  } catch (e) {
+    if (server !== undefined && current === server) current = undefined;
+    server?.stop();
+    if (mode === 'helper')
+      throw forkServerError(`the fork server could not start: ${messageOf(e)}`, e);
+    if (!gaveUp) {
+      gaveUp = true;
+      log(
+        `cgi: the fork server could not start (${messageOf(e)}); CGI programs are started directly`,
+      );
+    }
+    return undefined;
+  }
+}
+
+/** currentForkServer is the running fork server, if any (for tests and benchmarks). */
+export function currentForkServer(): ForkServer | undefined {
+  return current?.exited === false ? current : undefined;
+}

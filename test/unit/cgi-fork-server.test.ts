@@ -1,0 +1,259 @@
+// The fork server (src/cgi/fork-server.ts + fork-server.pl): its protocol (exactly the header
+// is read, never body bytes; big bodies and outputs; concurrent programs; exec errors as node
+// reports them) and its lifecycle (it ends its programs when the Node side dies; its own death
+// fails only the requests in flight; `auto` falls back to direct spawning without perl).
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { currentForkServer, forkServer, type ForkServer } from '../../src/cgi/fork-server.js';
+import { fromCgi } from '../../src/cgi/host.js';
+import { checkTargetChoice, cgiTargetSpec, parseCgiTargetSpec } from '../../src/cli/cgi-target.js';
+import { readProcStat } from '../harness/process-utils.js';
+import { requireTool } from '../harness/tools.js';
+import { allGone, legacy, serveCgi, tempDir, waitFor } from './cgi-host-helpers.js';
+import { RecordingWriter } from './gateway-helpers.js';
+
+const markers = tempDir('fork');
+after(() => markers.remove());
+const ENV = { env: { MARKER_DIR: markers.dir }, timeoutMs: 30_000, spawn: 'helper' as const };
+const script = (name: string): ReturnType<typeof fromCgi> => fromCgi({ script: legacy(name) }, ENV);
+
+async function pidsOf(file: string): Promise<number[]> {
+  const path = join(markers.dir, file);
+  assert.ok(
+    await waitFor(() => existsSync(path) && /\d+ \d+/.test(readFileSync(path, 'utf8')), 10_000),
+    `${file} was never written`,
+  );
+  return readFileSync(path, 'utf8').trim().split(/\s+/).map(Number);
+}
+
+async function server(): Promise<ForkServer> {
+  const s = await forkServer('helper');
+  assert.ok(s, 'no fork server');
+  return s;
+}
+
+// collect reads a stream to its end.
+async function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream ?? []) parts.push(Buffer.from(c as Buffer));
+  return Buffer.concat(parts);
+}
+
+describe('fork server: protocol', { timeout: 120_000 }, () => {
+  test('perl is there; auto spawns directly from a small process, through the fork server from a large one', async (t) => {
+    if (!requireTool(t, 'perl')) return;
+    const small = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', legacy('spawn-mode.ts'), 'auto'],
+      {
+        env: { PATH: process.env.PATH },
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    assert.equal(small.status, 0, small.stderr);
+    assert.deepEqual(JSON.parse(small.stdout), { statuses: [200, 200], helper: false, big: false });
+    const big = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', legacy('spawn-mode.ts'), 'auto', 'big'],
+      { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 60_000 },
+    );
+    assert.equal(big.status, 0, big.stderr);
+    assert.deepEqual(JSON.parse(big.stdout), { statuses: [200, 200], helper: true, big: true });
+    const r = await serveCgi(script('hello.sh'));
+    assert.equal(r.text, 'hello from sh\n');
+    const s = currentForkServer();
+    assert.ok(s !== undefined, 'spawn: helper did not start the fork server');
+    assert.equal(statSync(s.dir).mode & 0o777, 0o700);
+  });
+
+  test('exactly the header is read: body bytes sent with it reach the program', async () => {
+    const s = await server();
+    // A body that looks like a header, in the same write as the real one where possible.
+    const tricky = Buffer.concat([Buffer.from([0, 0, 0, 5]), Buffer.from('I\x001\x00R\x00\n')]);
+    for (const body of [tricky, Buffer.from('x'), Buffer.alloc(70_000, 0x62)]) {
+      const p = await s.spawn({
+        executable: '/bin/cat',
+        args: [],
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin' },
+        stdin: true,
+      });
+      assert.ok(p.pid !== undefined);
+      p.stdin!.end(body);
+      const exited = new Promise((resolve) => p.once('exit', (code) => resolve(code)));
+      assert.deepEqual(await collect(p.stdout), body);
+      assert.equal(await exited, 0);
+    }
+  });
+
+  test('10 MB in and 10 MB out, both with backpressure', async () => {
+    const body = Buffer.alloc(10 * 1024 * 1024);
+    for (let i = 0; i < body.length; i += 4096) body.writeUInt32BE(i, i);
+    const parts: Buffer[] = [];
+    for (let at = 0; at < body.length; at += 256 * 1024) parts.push(body.subarray(at, at + 262144));
+    const r = await serveCgi(script('echo.pl'), {
+      body: parts,
+      writer: new RecordingWriter({ writeDelayMs: 0 }),
+    });
+    assert.equal(r.status, 200, r.log.join('\n'));
+    const nl = r.body.indexOf(10);
+    assert.equal(r.body.subarray(0, nl).toString(), `method=POST length=${body.length}`);
+    assert.ok(r.body.subarray(nl + 1).equals(body), 'the echoed body differs');
+  });
+
+  test('concurrent requests each get their own program and output', async () => {
+    const n = 24;
+    const replies = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        serveCgi(script(i % 2 ? 'echo.pl' : 'dump.sh'), {
+          body: i % 2 ? `body of request ${i}` : undefined,
+          query: i % 2 ? '' : `q${i}`,
+        }),
+      ),
+    );
+    replies.forEach((r, i) => {
+      assert.equal(r.status, 200, r.log.join('\n'));
+      if (i % 2) assert.ok(r.text.endsWith(`\nbody of request ${i}`), r.text);
+      else assert.match(r.text, new RegExp(`^arg1=q${i}$`, 'm'));
+    });
+  });
+
+  test('exec errors are what node reports: ENOENT (interpreter), EACCES; no #!: sh', async () => {
+    const dir = tempDir('exec');
+    try {
+      const noShebang = join(dir.dir, 'no-shebang.sh');
+      writeFileSync(noShebang, "printf 'Content-Type: text/plain\\n\\nran\\n'\n", { mode: 0o755 });
+      const noInterp = join(dir.dir, 'no-interp.sh');
+      writeFileSync(noInterp, '#!/nonexistent/interpreter\n', { mode: 0o755 });
+      const notExec = join(dir.dir, 'not-exec.sh');
+      writeFileSync(notExec, '#!/bin/sh\n', { mode: 0o644 });
+      const cases: [string, number, string][] = [
+        [noInterp, 404, 'ENOENT'],
+        [notExec, 403, 'EACCES'],
+      ];
+      for (const spawnMode of ['helper', 'direct'] as const) {
+        // execvp(3) runs a file of no known format with /bin/sh, under libuv and perl alike.
+        const r = await serveCgi(fromCgi({ script: noShebang }, { spawn: spawnMode }));
+        assert.deepEqual([r.status, r.text], [200, 'ran\n'], spawnMode);
+        for (const [file, status, code] of cases) {
+          const r = await serveCgi(fromCgi({ script: file }, { spawn: spawnMode }));
+          assert.equal(r.status, status, `${spawnMode} ${file}: ${r.log.join('\n')}`);
+          assert.ok(
+            r.log.some((l) => l.includes(`could not be started (${code})`)),
+            `${spawnMode}: ${r.log.join('\n')}`,
+          );
+        }
+      }
+    } finally {
+      dir.remove();
+    }
+  });
+});
+
+describe('fork server: lifecycle', { timeout: 120_000 }, () => {
+  test('the Node side SIGKILLed: the fork server kills the groups and exits', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', legacy('bridge-killed.ts')], {
+      env: { PATH: process.env.PATH, MARKER_DIR: markers.dir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      assert.ok(await waitFor(() => out.includes('\n'), 20_000), 'the fixture never got ready');
+      const { helper, dir } = JSON.parse(out) as { helper: number; dir: string };
+      const pids = await pidsOf('hang-bridge-killed.pids');
+      assert.ok(!allGone(pids), 'the program ended too early');
+      child.kill('SIGKILL');
+      await exited;
+      assert.ok(await waitFor(() => allGone([helper]), 10_000), `fork server ${helper} lives`);
+      assert.ok(await waitFor(() => allGone(pids), 10_000), `still alive: ${pids.join(' ')}`);
+      assert.equal(existsSync(dir), false, `${dir} was left behind`);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  test('the fork server killed mid-request: those requests fail, the next one works', async () => {
+    const before = await server();
+    const beforeHeaders = serveCgi(script('hang.sh'), { query: 'fs-died-quiet' });
+    const writer = new RecordingWriter();
+    const afterHeaders = serveCgi(script('hang.sh'), { query: 'headers-fs-died', writer });
+    const quiet = await pidsOf('hang-fs-died-quiet.pids');
+    const started = await pidsOf('hang-headers-fs-died.pids');
+    assert.ok(await waitFor(() => writer.body.length > 0), 'no body arrived');
+    process.kill(before.pid!, 'SIGKILL');
+    const [a, b] = await Promise.all([beforeHeaders, afterHeaders]);
+    assert.equal(a.status, 502, a.log.join('\n'));
+    assert.deepEqual([b.status, b.kinds.at(-1)], [200, 'abort']);
+    assert.ok(await waitFor(() => allGone([...quiet, ...started])), 'programs survived');
+    const next = await serveCgi(script('hello.sh'));
+    assert.deepEqual([next.status, next.text], [200, 'hello from sh\n']);
+    const now = currentForkServer();
+    assert.ok(now !== undefined && now !== before && now.pid !== before.pid);
+    assert.equal(existsSync(before.dir), false);
+  });
+
+  test('programs are reaped by the fork server: no zombies', async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 8 }, () => serveCgi(script('background.sh'))),
+    );
+    for (const r of replies) assert.equal(r.text, 'done\n');
+    const pids = await pidsOf('background.pids');
+    assert.ok(await waitFor(() => allGone(pids)), `still alive: ${pids.join(' ')}`);
+    assert.ok(await waitFor(() => readProcStat(pids[0]!) === undefined), 'a zombie is left');
+  });
+
+  test('auto without perl (in a large process): one log line, then programs are started directly', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', legacy('spawn-mode.ts'), 'auto', 'big'],
+      {
+        env: { PATH: process.env.PATH, CGI_BRIDGE_PERL: '/nonexistent/perl' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { statuses: [200, 200], helper: false, big: true });
+    const lines = r.stderr.split('\n').filter((l) => l.includes('fork server could not start'));
+    assert.equal(lines.length, 1, r.stderr);
+  });
+
+  test('helper without perl: 502, and nothing is started behind its back', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', legacy('spawn-mode.ts'), 'helper'], {
+      env: { PATH: process.env.PATH, CGI_BRIDGE_PERL: '/nonexistent/perl' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { statuses: [502, 502], helper: false, big: false });
+    assert.match(r.stderr, /CGI_ERR_FORK_SERVER|fork server could not start/);
+  });
+});
+
+describe('--cgi-spawn', () => {
+  test('reaches the target spec, survives the JSON a worker gets, needs a CGI target', () => {
+    const spec = cgiTargetSpec({ cgiBin: markers.dir, cgiSpawn: 'direct' }, 1000);
+    assert.equal(spec?.spawn, 'direct');
+    assert.equal(parseCgiTargetSpec(JSON.parse(JSON.stringify(spec))).spawn, 'direct');
+    assert.throws(() => parseCgiTargetSpec({ ...spec, spawn: 'fork' }), /not a CGI target spec/);
+    assert.throws(
+      () => checkTargetChoice({ target: 'app.js', cgiSpawn: 'helper' }, false),
+      /--cgi-spawn needs/,
+    );
+  });
+
+  test('fromCgi refuses a bad CGI_BRIDGE_SPAWN', () => {
+    process.env.CGI_BRIDGE_SPAWN = 'fork';
+    try {
+      assert.throws(() => fromCgi({ script: legacy('hello.sh') }), /CGI_BRIDGE_SPAWN/);
+    } finally {
+      delete process.env.CGI_BRIDGE_SPAWN;
+    }
+  });
+});
