@@ -2,11 +2,11 @@
 // reading meta-variables from the environment and the body from stdin, writing to stdout.
 // This is the CGI request path: it loads only what one request needs (no CLI, no server code),
 // and does its I/O with read(2)/write(2) on the raw fds (no process.stdin/stdout stream setup).
-import { read, write, writeSync } from 'node:fs';
+import { read, readFileSync, write, writeSync } from 'node:fs';
 import { errorMessage, runApp, type ResponseWriter } from '../gateway/handler.js';
 import { createErrorStream } from '../gateway/error-stream.js';
 import type { Environ, GatewayApp, Header } from '../gateway/types.js';
-import { buildEnviron, type MetaVariables } from './environ.js';
+import { buildEnviron, metaVariablesFromProcessEnv, type MetaVariables } from './environ.js';
 import { isBridgeError } from '../errors.js';
 
 /** AppHooks are a module's lifecycle hooks (DESIGN.md, Lifecycle). */
@@ -152,9 +152,22 @@ function stderrLine(fd: number): (s: string) => void {
   };
 }
 
+// processMetaVariables is this process's environment with repeated names merged: nginx before
+// 1.23 sends a param per Cookie line, fcgiwrap passes both to the script, and process.env keeps
+// only the first. The raw block (Linux: /proc/self/environ, a few µs) has them all.
+function processMetaVariables(): MetaVariables {
+  let block: Buffer | null = null;
+  try {
+    block = process.platform === 'linux' ? readFileSync('/proc/self/environ') : null;
+  } catch {
+    // no /proc: process.env is all there is
+  }
+  return metaVariablesFromProcessEnv(process.env, block);
+}
+
 // prepare validates the environment and builds the environ; a broken one is a single line.
 function prepare(options: CgiOptions): Prepared | string {
-  const env = options.env ?? (process.env as MetaVariables);
+  const env = options.env ?? processMetaVariables();
   const log = stderrLine(options.stderrFd ?? 2);
   const controller = new AbortController();
   let environ: Environ;

@@ -4,6 +4,7 @@
 // one table of requests that all four must answer alike. Where the servers differ, the test
 // asserts what each was measured to do (cgi-servers-setups.ts; docs/deploy-cgi.md).
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, test, type TestContext } from 'node:test';
 import { BINARY_SIZE, binaryPayload } from '../fixtures/apps/cgi-binary.js';
 import type { EchoReport } from '../fixtures/apps/cgi-echo.js';
@@ -102,6 +103,25 @@ async function firstArrivalLead(url: string): Promise<number> {
   return Number(produced.at(-1)![2]) - res.arrivals[0]!.at;
 }
 
+/** rawGet sends an HTTP/1.0 GET with `lines` as header lines and returns the response body. */
+function rawGet(base: string, path: string, lines: string[]): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    const parts: Buffer[] = [];
+    socket.setTimeout(30_000, () => socket.destroy(new Error(`GET ${path}: no answer`)));
+    socket.on('data', (b: Buffer) => parts.push(b));
+    socket.on('error', reject);
+    socket.on('end', () => {
+      const text = Buffer.concat(parts).toString('utf8');
+      const at = text.indexOf('\r\n\r\n');
+      if (!/^HTTP\/1\.[01] 200 /.test(text) || at < 0) reject(new Error(`GET ${path}: ${text}`));
+      else resolve(text.slice(at + 4));
+    });
+    socket.write(`GET ${path} HTTP/1.0\r\nHost: ${hostname}\r\n${lines.join('\r\n')}\r\n\r\n`);
+  });
+}
+
 async function waitForLog(server: RunningServer, pattern: RegExp, ms = 3000): Promise<string> {
   const until = Date.now() + ms;
   for (;;) {
@@ -144,6 +164,18 @@ async function cases(t: TestContext, setup: CgiSetup, server: RunningServer): Pr
     assert.equal(r.bytes, 0);
     assert.equal(r.server?.SCRIPT_NAME, '/cgi-bin/cgi-echo');
     assert.equal(r.server?.REQUEST_URI, `/cgi-bin/cgi-echo?${query}`);
+  });
+
+  sub('two Cookie lines reach the app, both', async () => {
+    // Node's client joins cookies into one line, so the request is written by hand.
+    const r = JSON.parse(
+      await rawGet(server.url, '/cgi-bin/cgi-echo', ['Cookie: a=1', 'Cookie: b=2']),
+    ) as EchoReport;
+    const cookie = r.server?.HTTP_COOKIE ?? '';
+    note(setup, 'two Cookie lines: HTTP_COOKIE', cookie);
+    // Apache joins repeated fields with ', ', lighttpd and nginx 1.23+ with '; '; nginx 1.22 +
+    // fcgiwrap passes two HTTP_COOKIE variables, which the script merges with '; ' (RFC 6265).
+    assert.match(cookie, /^a=1(; |, )b=2$/);
   });
 
   sub(`POST of ${UPLOAD_SIZE / MiB} MiB, streamed: read in chunks, hash intact`, async () => {
