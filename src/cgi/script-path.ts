@@ -1,7 +1,10 @@
 // The host side's cgi-bin resolution: a request path (or the web server's SCRIPT_FILENAME) ->
 // the executable to run, its SCRIPT_NAME and PATH_INFO. It never leaves its directory.
-import { constants } from 'node:fs';
-import { access, realpath, stat } from 'node:fs/promises';
+// The per-request checks (stat, realpath, access) are synchronous, as in Apache and fcgiwrap:
+// each is a few microseconds on a local disk, where a trip through libuv's thread pool costs
+// far more (two thread hand-offs per call, the futex calls of bench/results/legacy.md).
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+import { realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import { BridgeError } from '../errors.js';
 
@@ -97,7 +100,7 @@ export class CgiBinDirectory {
       const candidate = `${dir}/${segment}`;
       let st;
       try {
-        st = await stat(candidate);
+        st = statSync(candidate);
       } catch (e) {
         throw statError(e, candidate);
       }
@@ -107,7 +110,7 @@ export class CgiBinDirectory {
         pos = end;
         continue;
       }
-      const executable = await this.checkFile(candidate, st.isFile(), rootReal);
+      const executable = this.checkFile(candidate, st.isFile(), rootReal);
       return { filename: candidate, executable, scriptName, pathInfo: pathInfo.slice(end) };
     }
   }
@@ -129,7 +132,7 @@ export class CgiBinDirectory {
     let real: string;
     for (;;) {
       try {
-        real = await realpath(candidate);
+        real = realpathSync.native(candidate);
         break;
       } catch (e) {
         const parent = dirname(candidate);
@@ -150,20 +153,20 @@ export class CgiBinDirectory {
     }
     let st;
     try {
-      st = await stat(real);
+      st = statSync(real);
     } catch (e) {
       throw statError(e, candidate);
     }
     if (st.isDirectory()) throw forbidden(`${candidate} is a directory, not a script`);
-    return { filename: candidate, executable: await this.checkFile(real, st.isFile(), rootReal) };
+    return { filename: candidate, executable: this.checkFile(real, st.isFile(), rootReal) };
   }
 
   // checkFile returns the real path of a regular executable file inside the directory.
-  private async checkFile(path: string, regular: boolean, rootReal: string): Promise<string> {
+  private checkFile(path: string, regular: boolean, rootReal: string): string {
     if (!regular) throw forbidden(`${path} is not a regular file`);
     let real: string;
     try {
-      real = await realpath(path);
+      real = realpathSync.native(path);
     } catch (e) {
       throw statError(e, path);
     }
@@ -171,7 +174,7 @@ export class CgiBinDirectory {
       throw forbidden(`${path} resolves to ${real}, outside the cgi directory ${this.root}`);
     }
     try {
-      await access(real, constants.X_OK);
+      accessSync(real, constants.X_OK);
     } catch {
       throw forbidden(`${path} is not executable`);
     }
