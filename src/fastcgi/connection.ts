@@ -78,7 +78,8 @@ export class FcgiConnection implements RequestHost {
   /** onInputConsumed re-checks flow control after an app read input (RequestHost). */
   readonly onInputConsumed = (): void => this.flowChanged();
   readonly #socket: Duplex;
-  readonly #decoder = new RecordDecoder();
+  // Request bodies are passed on as they arrive: a record cut across socket reads is never copied.
+  readonly #decoder = new RecordDecoder({ streamTypes: [FCGI_STDIN, FCGI_DATA] });
   readonly #requests = new Map<number, FcgiRequest>();
   // Ids begun on this connection: a record for one of them after its end is ignored, a record
   // for any other id means the peer lost track of the protocol.

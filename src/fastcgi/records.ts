@@ -415,7 +415,8 @@ function badVersion(version: number): BridgeError {
  * A record wholly inside one chunk is returned as a view of it (no copy); only a record split
  * across chunks is copied, so the decoder holds at most one incomplete record — fewer than
  * FCGI_MAX_RECORD_LENGTH bytes (`bufferedBytes`). Padding is skipped. A record is returned only
- * once all of its bytes, padding included, have arrived; an incomplete one just waits.
+ * once all of its bytes, padding included, have arrived; an incomplete one just waits — except
+ * for the `streamTypes` given to the constructor, whose content is passed on in pieces, as views.
  *
  * Errors surface from `read()` in stream order, after every record before them, and are sticky:
  * `FCGI_ERR_BAD_VERSION` for a version other than 1 (framing is lost, close the connection),
@@ -423,6 +424,8 @@ function badVersion(version: number): BridgeError {
  * answering unknown ones (FastCGI spec §4.2) is the connection's job.
  */
 export class RecordDecoder {
+  // Types whose content is passed on in pieces as it arrives (see the constructor).
+  readonly #streamTypes: ReadonlySet<number>;
   #ready: FcgiRecord[] = [];
   #readyHead = 0;
   // The incomplete record carried from one chunk to the next.
@@ -434,6 +437,16 @@ export class RecordDecoder {
   #partialBytes = 0;
   #error: BridgeError | null = null;
   #ended = false;
+
+  /**
+   * constructor takes the record types whose content may be split (`streamTypes`, e.g.
+   * FCGI_STDIN and FCGI_DATA): a record of those types cut across chunks is not gathered but
+   * passed on as it arrives, as several records of its type and id whose contents, never empty,
+   * add up to its content. Without it, every record comes whole.
+   */
+  constructor(options: { streamTypes?: Iterable<number> } = {}) {
+    this.#streamTypes = new Set(options.streamTypes ?? []);
+  }
 
   /** bufferedBytes is how many bytes of an incomplete record the decoder holds; always < FCGI_MAX_RECORD_LENGTH. */
   get bufferedBytes(): number {
@@ -535,6 +548,33 @@ export class RecordDecoder {
       this.#paddingLeft = this.#header[6];
     }
     const contentLength = (this.#header[4] << 8) | this.#header[5];
+    const type = this.#header[1];
+    if (contentLength > 0 && this.#streamTypes.has(type)) {
+      // A streamed type: what is here of the content goes on now, as a view, never copied.
+      const n = Math.min(contentLength - this.#contentFilled, buf.length - pos);
+      if (n > 0) {
+        this.#ready.push({
+          version: FCGI_VERSION_1,
+          type,
+          requestId: (this.#header[2] << 8) | this.#header[3],
+          content: buf.subarray(pos, pos + n),
+        });
+        this.#contentFilled += n;
+        pos += n;
+      }
+      const skip = Math.min(this.#paddingLeft, buf.length - pos);
+      this.#paddingLeft -= skip;
+      pos += skip;
+      if (this.#contentFilled < contentLength || this.#paddingLeft > 0) {
+        // Only the header and padding count as held: the content was passed on.
+        this.#partialBytes = this.#headerFilled;
+        return pos;
+      }
+      this.#headerFilled = 0;
+      this.#contentFilled = 0;
+      this.#partialBytes = 0;
+      return pos;
+    }
     if (this.#contentFilled < contentLength) {
       if (this.#content === null && buf.length - pos >= contentLength) {
         this.#content = buf.subarray(pos, pos + contentLength);

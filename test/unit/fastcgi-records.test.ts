@@ -929,3 +929,72 @@ describe('a whole nginx request replayed at every split (gunicorn treq.py style)
     assert.deepEqual({ ...got, mostBuffered: 0 }, { ...whole, mostBuffered: 0 });
   });
 });
+
+describe('RecordDecoder with streamTypes: bodies passed on as they arrive', () => {
+  // A body record with padding between two other records, cut at every byte.
+  const body = Buffer.from(Array.from({ length: 1001 }, (_, i) => i % 251));
+  const raw = Buffer.concat([
+    encodeRecord(FCGI_PARAMS, 3, Buffer.from('abc')),
+    encodeRecord(FCGI_STDIN, 3, body),
+    encodeRecord(FCGI_DATA, 3, Buffer.from('data!')),
+    encodeRecord(FCGI_STDIN, 3),
+  ]);
+
+  test('at every split: pieces, never empty, add up to each body; other records come whole', () => {
+    for (let cut = 1; cut < raw.length; cut++) {
+      const decoder = new RecordDecoder({ streamTypes: [FCGI_STDIN, FCGI_DATA] });
+      const seen: { type: number; id: number; content: Buffer }[] = [];
+      let mostBuffered = 0;
+      for (const part of [raw.subarray(0, cut), raw.subarray(cut)]) {
+        decoder.push(part);
+        mostBuffered = Math.max(mostBuffered, decoder.bufferedBytes);
+        for (const r of decoder) {
+          seen.push({ type: r.type, id: r.requestId, content: Buffer.from(r.content) });
+        }
+      }
+      decoder.end();
+      assert.equal(decoder.read(), null, `cut ${cut}`);
+      const params = seen.filter((r) => r.type === FCGI_PARAMS);
+      assert.deepEqual(
+        params.map((r) => r.content.toString()),
+        ['abc'],
+        `cut ${cut}`,
+      );
+      const stdin = seen.filter((r) => r.type === FCGI_STDIN);
+      assert.ok(
+        stdin.every((r) => r.id === 3),
+        `cut ${cut}`,
+      );
+      // The pieces first (none empty), then the one empty record that ends the stream.
+      assert.deepEqual(Buffer.concat(stdin.map((r) => r.content)), body, `cut ${cut}`);
+      assert.equal(stdin.at(-1)!.content.length, 0, `cut ${cut}`);
+      assert.ok(
+        stdin.slice(0, -1).every((r) => r.content.length > 0),
+        `cut ${cut}`,
+      );
+      assert.ok(stdin.length <= 3, `cut ${cut}: ${stdin.length} records`);
+      const data = seen.filter((r) => r.type === FCGI_DATA);
+      assert.equal(Buffer.concat(data.map((r) => r.content)).toString(), 'data!', `cut ${cut}`);
+      // The 16-byte PARAMS record may be held whole; the 1001-byte body never is.
+      assert.ok(mostBuffered <= 16, `cut ${cut}: held ${mostBuffered} bytes`);
+    }
+  });
+
+  test('a body cut off by the end of the stream is still FCGI_ERR_TRUNCATED', () => {
+    const decoder = new RecordDecoder({ streamTypes: [FCGI_STDIN] });
+    const record = encodeRecord(FCGI_STDIN, 1, body);
+    decoder.push(record.subarray(0, 100));
+    assert.equal(decoder.read()?.content.length, 100 - FCGI_HEADER_LEN);
+    decoder.end();
+    assert.throws(() => decoder.read(), { code: 'FCGI_ERR_TRUNCATED' });
+  });
+
+  test('without streamTypes a cut record comes whole, as before', () => {
+    const decoder = new RecordDecoder();
+    const record = encodeRecord(FCGI_STDIN, 1, body);
+    decoder.push(record.subarray(0, 100));
+    assert.equal(decoder.read(), null);
+    decoder.push(record.subarray(100));
+    assert.deepEqual(decoder.read()?.content, body);
+  });
+});

@@ -318,9 +318,15 @@ const MALFORMED: {
   },
   {
     name: 'an absurd record length, then EOF',
-    stream: Buffer.from([1, FCGI_STDIN, 0, 1, 0xff, 0xff, 0xff, 0, 1, 2, 3]),
+    stream: Buffer.from([1, FCGI_PARAMS, 0, 1, 0xff, 0xff, 0xff, 0, 1, 2, 3]),
     halfClose: true,
     log: /stream ended inside a record/,
+  },
+  {
+    // Bodies are passed on as they arrive, so the first bytes already tell it is not a request.
+    name: 'the start of a long FCGI_STDIN record for a request never begun',
+    stream: Buffer.from([1, FCGI_STDIN, 0, 1, 0xff, 0xff, 0xff, 0, 1, 2, 3]),
+    log: /FCGI_STDIN for request 1, which was never begun/,
   },
   {
     name: 'params never ended (FCGI_STDIN while FCGI_PARAMS is open)',
