@@ -4,7 +4,7 @@
 import { BridgeError } from '../errors.js';
 import { fileWrapper } from '../gateway/file-wrapper.js';
 import { BodyInput, type ByteSource } from '../gateway/input.js';
-import { RequestSignal } from '../gateway/signal.js';
+import { RequestSignal, requestSignalOf } from '../gateway/signal.js';
 import type { Environ, ErrorStream } from '../gateway/types.js';
 import { decodeBytes, percentEncodePath } from './decode.js';
 
@@ -134,6 +134,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  */
 export function buildEnviron(vars: MetaVariables, options: EnvironOptions): Environ {
   const env: Record<string, unknown> = {};
+  // A lazy signal goes in first (see RequestSignal.install).
+  if (options.signal instanceof RequestSignal) options.signal.install(env);
   for (const k in vars) {
     const v = vars[k];
     if (v !== undefined) env[k] = v;
@@ -144,7 +146,8 @@ export function buildEnviron(vars: MetaVariables, options: EnvironOptions): Envi
 /**
  * completeEnviron is {@link buildEnviron} in place: `env` holds the meta-variables (string
  * values, no `undefined`) and becomes the environ, without a copy. A front end that collects
- * its variables straight into a fresh object (the FastCGI responder) saves the copy.
+ * its variables straight into a fresh object (the FastCGI responder) saves the copy; one with
+ * a RequestSignal installs it on that object before the variables (RequestSignal.install).
  */
 export function completeEnviron(env: Record<string, unknown>, options: EnvironOptions): Environ {
   const vars = env as MetaVariables;
@@ -192,8 +195,9 @@ export function completeEnviron(env: Record<string, unknown>, options: EnvironOp
   env['gateway.multiprocess'] = options.multiprocess;
   env['gateway.run_once'] = options.runOnce;
   env['gateway.file_wrapper'] = fileWrapper;
-  if (options.signal instanceof RequestSignal) options.signal.install(env);
-  else env['gateway.signal'] = options.signal;
+  const signal = options.signal;
+  if (!(signal instanceof RequestSignal)) env['gateway.signal'] = signal;
+  else if (requestSignalOf(env) !== signal) signal.install(env);
   return env as Environ;
 }
 
@@ -235,12 +239,14 @@ export function metaVariablesFromPairs(pairs: Iterable<MetaPair>): MetaVariables
  * joined, anything else is replaced.
  */
 export function addMetaVariable(vars: MetaVariables, name: string, value: string): void {
-  const prev = vars[name];
-  if (prev === undefined || !name.startsWith('HTTP_') || name === 'HTTP_HOST') {
+  // Only an HTTP_* name (but HTTP_HOST) needs the previous value: one lookup less for the rest.
+  if (name.charCodeAt(0) !== 0x48 || !name.startsWith('HTTP_') || name === 'HTTP_HOST') {
     vars[name] = value;
-  } else {
-    vars[name] = `${prev}${name === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
+    return;
   }
+  const prev = vars[name];
+  vars[name] =
+    prev === undefined ? value : `${prev}${name === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
 }
 
 /**

@@ -130,6 +130,8 @@ export class FcgiRequest implements ResponseWriter {
     this.keepConn = keepConn;
     this.stdin = new ByteQueue(host.onInputConsumed);
     this.data = role === FCGI_FILTER ? new ByteQueue(host.onInputConsumed) : null;
+    // gateway.signal first, then the params as they come: see RequestSignal.install.
+    this.#signal.install(this.#vars!);
     this.#params = new ParamsDecoder(
       { maxBytes: this.#opts.maxParamsBytes, maxParams: this.#opts.maxParams },
       addParam,

@@ -12,6 +12,7 @@ import { metaVariablesFromHttp } from '../cgi/http-meta.js';
 import type { AppHooks } from '../cgi/child.js';
 import { BridgeError, isBridgeError } from '../errors.js';
 import { errorMessage, runApp } from '../gateway/handler.js';
+import { RequestSignal } from '../gateway/signal.js';
 import type { Environ, GatewayApp } from '../gateway/types.js';
 import {
   formatListenAddress,
@@ -98,10 +99,12 @@ async function handleRequest(
   // Failures surface through the body source and the writer; unhandled 'error' events would crash.
   req.on('error', ignore);
   res.on('error', ignore);
-  const controller = new AbortController();
-  // gateway.signal: the client went away before the response finished.
+  // gateway.signal: the client went away before the response finished (made only when read).
+  const signal = new RequestSignal();
   res.once('close', () => {
-    if (!res.writableFinished) controller.abort();
+    if (!res.writableFinished) {
+      signal.abort(new DOMException('This operation was aborted', 'AbortError'));
+    }
   });
   const errors = lineErrorStream(ctx.log);
   let body: RequestBody | null = null;
@@ -131,7 +134,7 @@ async function handleRequest(
     environ = buildEnviron(meta, {
       input: body,
       errors,
-      signal: controller.signal,
+      signal,
       multithread: true,
       multiprocess: false,
       runOnce: false,

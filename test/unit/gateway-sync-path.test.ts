@@ -144,6 +144,25 @@ describe('RequestSignal: gateway.signal made only when read', () => {
     assert.equal(source.aborted, false);
   });
 
+  it('one getter for every environ (so environs share a shape), found through the environ', () => {
+    const a: Record<string | symbol, unknown> = {};
+    const b: Record<string | symbol, unknown> = {};
+    const sa = new RequestSignal();
+    const sb = new RequestSignal();
+    sa.install(a);
+    sb.install(b);
+    const da = Object.getOwnPropertyDescriptor(a, 'gateway.signal')!;
+    const db = Object.getOwnPropertyDescriptor(b, 'gateway.signal')!;
+    assert.equal(da.get, db.get);
+    assert.equal(da.set, db.set);
+    sb.abort(new Error('b only'));
+    assert.equal((a['gateway.signal'] as AbortSignal).aborted, false);
+    assert.equal((b['gateway.signal'] as AbortSignal).aborted, true);
+    // Read through an object made from the environ, the getter still finds the environ's source.
+    const child = Object.create(b) as Record<string, unknown>;
+    assert.equal(child['gateway.signal'], b['gateway.signal']);
+  });
+
   it('a copy of the environ has the signal itself; assigning replaces the property', () => {
     const source = new RequestSignal();
     const environ: Record<string | symbol, unknown> = {};
