@@ -398,6 +398,9 @@ export function encodeRequestEnd(requestId: number, options: RequestEndOptions =
   return out;
 }
 
+// The smallest part of a streamed record passed on before the record is complete: 8 KiB.
+const MIN_STREAM_PIECE = 8 * 1024;
+
 function badVersion(version: number): BridgeError {
   // 'G', 'P', 'H' …: an HTTP client pointed at the FastCGI socket is the usual cause.
   const hint =
@@ -424,8 +427,11 @@ function badVersion(version: number): BridgeError {
  * answering unknown ones (FastCGI spec §4.2) is the connection's job.
  */
 export class RecordDecoder {
-  // Types whose content is passed on in pieces as it arrives (see the constructor).
+  // Types whose content is passed on in pieces as it arrives (see the constructor), and the
+  // small rest of such a record being gathered.
   readonly #streamTypes: ReadonlySet<number>;
+  #gather: Buffer | null = null;
+  #gatherFilled = 0;
   #ready: FcgiRecord[] = [];
   #readyHead = 0;
   // The incomplete record carried from one chunk to the next.
@@ -442,7 +448,8 @@ export class RecordDecoder {
    * constructor takes the record types whose content may be split (`streamTypes`, e.g.
    * FCGI_STDIN and FCGI_DATA): a record of those types cut across chunks is not gathered but
    * passed on as it arrives, as several records of its type and id whose contents, never empty,
-   * add up to its content. Without it, every record comes whole.
+   * add up to its content (parts under 8 KiB of a record still arriving are gathered up to its
+   * end). Without it, every record comes whole.
    */
   constructor(options: { streamTypes?: Iterable<number> } = {}) {
     this.#streamTypes = new Set(options.streamTypes ?? []);
@@ -550,24 +557,37 @@ export class RecordDecoder {
     const contentLength = (this.#header[4] << 8) | this.#header[5];
     const type = this.#header[1];
     if (contentLength > 0 && this.#streamTypes.has(type)) {
-      // A streamed type: what is here of the content goes on now, as a view, never copied.
-      const n = Math.min(contentLength - this.#contentFilled, buf.length - pos);
-      if (n > 0) {
+      // A streamed type: what is here of the content goes on now, as a view. A small part of
+      // a record still arriving (a peer sending a few bytes at a time) is gathered instead, up
+      // to the end of the record, so that each piece is worth handing to an app.
+      const requestId = (this.#header[2] << 8) | this.#header[3];
+      const left = contentLength - this.#contentFilled;
+      const n = Math.min(left, buf.length - pos);
+      if (this.#gather === null && n > 0 && (n === left || n >= MIN_STREAM_PIECE)) {
         this.#ready.push({
           version: FCGI_VERSION_1,
           type,
-          requestId: (this.#header[2] << 8) | this.#header[3],
+          requestId,
           content: buf.subarray(pos, pos + n),
         });
-        this.#contentFilled += n;
-        pos += n;
+      } else if (n > 0) {
+        this.#gather ??= Buffer.allocUnsafe(left);
+        buf.copy(this.#gather, this.#gatherFilled, pos, pos + n);
+        this.#gatherFilled += n;
+        if (n === left) {
+          this.#ready.push({ version: FCGI_VERSION_1, type, requestId, content: this.#gather });
+          this.#gather = null;
+          this.#gatherFilled = 0;
+        }
       }
+      this.#contentFilled += n;
+      pos += n;
       const skip = Math.min(this.#paddingLeft, buf.length - pos);
       this.#paddingLeft -= skip;
       pos += skip;
       if (this.#contentFilled < contentLength || this.#paddingLeft > 0) {
-        // Only the header and padding count as held: the content was passed on.
-        this.#partialBytes = this.#headerFilled;
+        // Held: the header, and what is gathered; what went on as views is not.
+        this.#partialBytes = this.#headerFilled + this.#gatherFilled;
         return pos;
       }
       this.#headerFilled = 0;

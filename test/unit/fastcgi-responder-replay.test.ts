@@ -323,9 +323,13 @@ const MALFORMED: {
     log: /stream ended inside a record/,
   },
   {
-    // Bodies are passed on as they arrive, so the first bytes already tell it is not a request.
+    // Bodies are passed on as they arrive (8 KiB at least), so the first part already tells it
+    // is not a request.
     name: 'the start of a long FCGI_STDIN record for a request never begun',
-    stream: Buffer.from([1, FCGI_STDIN, 0, 1, 0xff, 0xff, 0xff, 0, 1, 2, 3]),
+    stream: Buffer.concat([
+      Buffer.from([1, FCGI_STDIN, 0, 1, 0xff, 0xff, 0xff, 0]),
+      Buffer.alloc(9000, 0x78),
+    ]),
     log: /FCGI_STDIN for request 1, which was never begun/,
   },
   {
