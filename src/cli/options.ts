@@ -230,7 +230,8 @@ export const cgiOptions = {
     choices: ['auto', 'helper', 'direct'],
     description:
       'Who starts CGI programs: a small Perl fork server per process (helper), cgi-bridge ' +
-      'itself (direct), or the fork server when perl is found (auto, the default)',
+      'itself (direct), or the fork server once a process holds 512 MiB and perl is found ' +
+      '(auto, the default)',
     group: GROUPS.CGI,
   },
 } satisfies Record<string, Options>;
