@@ -78,13 +78,12 @@ export function runWrk(url, { seconds, connections = 32, script } = {}) {
   });
 }
 
-/** httpCall sends one request with an optional body and resolves with {status, body}. */
-export function httpCall(url, { method = 'GET', body, timeoutMs = 10_000 } = {}) {
+// answer resolves with {status, body} once the response to `req` has ended; `req` is destroyed
+// (and the promise rejected) when none came within `timeoutMs`.
+function answer(req, label, timeoutMs) {
   return new Promise((resolve, reject) => {
-    const headers = body === undefined ? {} : { 'content-length': body.length };
-    const req = request(url, { method, headers, agent: false });
     const timer = setTimeout(
-      () => req.destroy(new Error(`${url}: no answer in ${timeoutMs} ms`)),
+      () => req.destroy(new Error(`${label}: no answer in ${timeoutMs} ms`)),
       timeoutMs,
     );
     req.once('error', (e) => {
@@ -99,8 +98,16 @@ export function httpCall(url, { method = 'GET', body, timeoutMs = 10_000 } = {})
         resolve({ status: res.statusCode, body: Buffer.concat(chunks) });
       });
     });
-    req.end(body);
   });
+}
+
+/** httpCall sends one request with an optional body and resolves with {status, body}. */
+export function httpCall(url, { method = 'GET', body, timeoutMs = 10_000 } = {}) {
+  const headers = body === undefined ? {} : { 'content-length': body.length };
+  const req = request(url, { method, headers, agent: false });
+  const answered = answer(req, url, timeoutMs);
+  req.end(body);
+  return answered;
 }
 
 /**
@@ -134,45 +141,26 @@ export async function checkBackend(base, { echo = true } = {}) {
  * block number) to `url` with a Content-Length, and resolves with {ms, status, counted} once
  * the answer (the count) arrived; rejects after `timeoutMs`.
  */
-export function upload(url, bytes, timeoutMs = 120_000) {
+export async function upload(url, bytes, timeoutMs = 120_000) {
   const block = Buffer.alloc(1024 * 1024, 0x61);
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const req = request(url, {
-      method: 'POST',
-      headers: { 'content-length': bytes, 'content-type': 'application/octet-stream' },
-      agent: false,
-    });
-    const timer = setTimeout(
-      () => req.destroy(new Error(`upload: no answer in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    req.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    req.once('response', (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.once('end', () => {
-        clearTimeout(timer);
-        resolve({
-          ms: performance.now() - t0,
-          status: res.statusCode,
-          counted: Number(Buffer.concat(chunks).toString().trim()),
-        });
-      });
-    });
-    (async () => {
-      for (let sent = 0, i = 0; sent < bytes; i++) {
-        const n = Math.min(block.length, bytes - sent);
-        block.writeUInt32BE(i, 0);
-        const piece = Buffer.from(block.subarray(0, n));
-        sent += n;
-        if (!req.write(piece)) await new Promise((r) => req.once('drain', r));
-        if (req.destroyed) return;
-      }
-      req.end();
-    })().catch((e) => req.destroy(e));
+  const t0 = performance.now();
+  const req = request(url, {
+    method: 'POST',
+    headers: { 'content-length': bytes, 'content-type': 'application/octet-stream' },
+    agent: false,
   });
+  const answered = answer(req, 'upload', timeoutMs);
+  (async () => {
+    for (let sent = 0, i = 0; sent < bytes; i++) {
+      const n = Math.min(block.length, bytes - sent);
+      block.writeUInt32BE(i, 0);
+      const piece = Buffer.from(block.subarray(0, n));
+      sent += n;
+      if (!req.write(piece)) await new Promise((r) => req.once('drain', r));
+      if (req.destroyed) return;
+    }
+    req.end();
+  })().catch((e) => req.destroy(e));
+  const { status, body } = await answered;
+  return { ms: performance.now() - t0, status, counted: Number(body.toString().trim()) };
 }

@@ -5,38 +5,13 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nginxMainContext, nginxTempPaths } from './nginx-conf.js';
+import { DEBIAN_FASTCGI_PARAMS, nginxMainContext, nginxTempPaths } from './nginx-conf.js';
 import { acceptsConnections, alive, freePort, runUser, sleep } from './fastcgi-proc.js';
 
 export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
 
-/**
- * FASTCGI_PARAMS is Debian's /etc/nginx/fastcgi_params (nginx-common 1.22), inlined so every
- * FastCGI backend gets the same, realistic set of params to parse.
- */
-const FASTCGI_PARAMS = [
-  ['QUERY_STRING', '$query_string'],
-  ['REQUEST_METHOD', '$request_method'],
-  ['CONTENT_TYPE', '$content_type'],
-  ['CONTENT_LENGTH', '$content_length'],
-  ['SCRIPT_NAME', '$fastcgi_script_name'],
-  ['REQUEST_URI', '$request_uri'],
-  ['DOCUMENT_URI', '$document_uri'],
-  ['DOCUMENT_ROOT', '$document_root'],
-  ['SERVER_PROTOCOL', '$server_protocol'],
-  ['REQUEST_SCHEME', '$scheme'],
-  ['HTTPS', '$https if_not_empty'],
-  ['GATEWAY_INTERFACE', 'CGI/1.1'],
-  ['SERVER_SOFTWARE', 'nginx/$nginx_version'],
-  ['REMOTE_ADDR', '$remote_addr'],
-  ['REMOTE_PORT', '$remote_port'],
-  ['REMOTE_USER', '$remote_user'],
-  ['SERVER_ADDR', '$server_addr'],
-  ['SERVER_PORT', '$server_port'],
-  ['SERVER_NAME', '$server_name'],
-  ['REDIRECT_STATUS', '200'],
-  ['HTTP_HOST', '$host'],
-];
+// The FastCGI backends get Debian's fastcgi_params plus the Host header.
+const FASTCGI_PARAMS = [...DEBIAN_FASTCGI_PARAMS, ['HTTP_HOST', '$host']];
 
 /**
  * Backend routes for {@link startNginx}: `{ prefix, socket, kind: 'fastcgi' | 'http',

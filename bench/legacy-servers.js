@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nginxMainContext, nginxTempPaths } from './nginx-conf.js';
+import { DEBIAN_FASTCGI_PARAMS, nginxMainContext, nginxTempPaths } from './nginx-conf.js';
 import {
   acceptsConnections,
   alive,
@@ -139,30 +139,6 @@ export async function startFcgiwrap(dir, { processes }) {
   return { socket, pids, servingPids: () => pids.filter(alive), stop };
 }
 
-// Debian's /etc/nginx/fastcgi_params (nginx-common 1.22), inlined as bench/fastcgi-nginx.js does.
-const FASTCGI_PARAMS = [
-  ['QUERY_STRING', '$query_string'],
-  ['REQUEST_METHOD', '$request_method'],
-  ['CONTENT_TYPE', '$content_type'],
-  ['CONTENT_LENGTH', '$content_length'],
-  ['SCRIPT_NAME', '$fastcgi_script_name'],
-  ['REQUEST_URI', '$request_uri'],
-  ['DOCUMENT_URI', '$document_uri'],
-  ['DOCUMENT_ROOT', '$document_root'],
-  ['SERVER_PROTOCOL', '$server_protocol'],
-  ['REQUEST_SCHEME', '$scheme'],
-  ['HTTPS', '$https if_not_empty'],
-  ['GATEWAY_INTERFACE', 'CGI/1.1'],
-  ['SERVER_SOFTWARE', 'nginx/$nginx_version'],
-  ['REMOTE_ADDR', '$remote_addr'],
-  ['REMOTE_PORT', '$remote_port'],
-  ['REMOTE_USER', '$remote_user'],
-  ['SERVER_ADDR', '$server_addr'],
-  ['SERVER_PORT', '$server_port'],
-  ['SERVER_NAME', '$server_name'],
-  ['REDIRECT_STATUS', '200'],
-];
-
 /**
  * startNginx starts one nginx (1 worker, access log off) with, per route `{ prefix, socket }`,
  * the config fcgiwrap's users write: `location /PREFIX/` with SCRIPT_FILENAME = cgiDir + the
@@ -195,7 +171,7 @@ export async function startNginx(stateDir, cgiDir, routes) {
   for (const r of routes) {
     c.push(
       `    location ~ ^/${r.prefix}(/[^/]+)$ {`,
-      ...FASTCGI_PARAMS.map(([k, v]) => `      fastcgi_param ${k} ${v};`),
+      ...DEBIAN_FASTCGI_PARAMS.map(([k, v]) => `      fastcgi_param ${k} ${v};`),
       `      fastcgi_param SCRIPT_FILENAME ${cgiDir}$1;`,
       `      fastcgi_pass unix:${r.socket};`,
       '    }',

@@ -23,3 +23,30 @@ export function nginxTempPaths(stateDir) {
     (kind) => `  ${kind}_temp_path ${stateDir}/tmp/${kind};`,
   );
 }
+
+/**
+ * DEBIAN_FASTCGI_PARAMS is Debian's /etc/nginx/fastcgi_params (nginx-common 1.22) as
+ * `[name, value]` pairs, inlined so every benchmark FastCGI backend gets the same, realistic set.
+ */
+export const DEBIAN_FASTCGI_PARAMS = [
+  ['QUERY_STRING', '$query_string'],
+  ['REQUEST_METHOD', '$request_method'],
+  ['CONTENT_TYPE', '$content_type'],
+  ['CONTENT_LENGTH', '$content_length'],
+  ['SCRIPT_NAME', '$fastcgi_script_name'],
+  ['REQUEST_URI', '$request_uri'],
+  ['DOCUMENT_URI', '$document_uri'],
+  ['DOCUMENT_ROOT', '$document_root'],
+  ['SERVER_PROTOCOL', '$server_protocol'],
+  ['REQUEST_SCHEME', '$scheme'],
+  ['HTTPS', '$https if_not_empty'],
+  ['GATEWAY_INTERFACE', 'CGI/1.1'],
+  ['SERVER_SOFTWARE', 'nginx/$nginx_version'],
+  ['REMOTE_ADDR', '$remote_addr'],
+  ['REMOTE_PORT', '$remote_port'],
+  ['REMOTE_USER', '$remote_user'],
+  ['SERVER_ADDR', '$server_addr'],
+  ['SERVER_PORT', '$server_port'],
+  ['SERVER_NAME', '$server_name'],
+  ['REDIRECT_STATUS', '200'],
+];

@@ -6,7 +6,12 @@ import { read, readFileSync, write, writeSync } from 'node:fs';
 import { errorMessage, runApp, type ResponseWriter } from '../gateway/handler.js';
 import { createErrorStream } from '../gateway/error-stream.js';
 import type { Environ, GatewayApp, Header } from '../gateway/types.js';
-import { buildEnviron, metaVariablesFromProcessEnv, type MetaVariables } from './environ.js';
+import {
+  buildEnviron,
+  hasRepeatedName,
+  metaVariablesFromProcessEnv,
+  type MetaVariables,
+} from './environ.js';
 import { isBridgeError } from '../errors.js';
 
 /** AppHooks are a module's lifecycle hooks (DESIGN.md, Lifecycle). */
@@ -154,7 +159,8 @@ function stderrLine(fd: number): (s: string) => void {
 
 // processMetaVariables is this process's environment with repeated names merged: nginx before
 // 1.23 sends a param per Cookie line, fcgiwrap passes both to the script, and process.env keeps
-// only the first. The raw block (Linux: /proc/self/environ, a few µs) has them all.
+// only the first. The raw block (Linux: /proc/self/environ) has them all. This is the CGI
+// request path: the block's names are checked, and only a repeat costs a decode and a copy.
 function processMetaVariables(): MetaVariables {
   let block: Buffer | null = null;
   try {
@@ -162,6 +168,7 @@ function processMetaVariables(): MetaVariables {
   } catch {
     // no /proc: process.env is all there is
   }
+  if (block === null || !hasRepeatedName(block)) return process.env as MetaVariables;
   return metaVariablesFromProcessEnv(process.env, block);
 }
 

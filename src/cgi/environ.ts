@@ -269,6 +269,27 @@ export function environBlockPairs(block: Uint8Array): [string, string][] {
 }
 
 /**
+ * hasRepeatedName tells whether an environment block names a variable more than once, looking
+ * at the names' bytes only: the cheap test before {@link metaVariablesFromProcessEnv}.
+ */
+export function hasRepeatedName(block: Uint8Array): boolean {
+  const bytes = Buffer.from(block.buffer, block.byteOffset, block.byteLength);
+  const seen = new Set<string>();
+  for (let start = 0; start < bytes.length;) {
+    let end = bytes.indexOf(0, start);
+    if (end < 0) end = bytes.length;
+    const eq = bytes.indexOf(0x3d, start);
+    if (eq > start && eq < end) {
+      const name = bytes.toString('latin1', start, eq);
+      if (seen.has(name)) return true;
+      seen.add(name);
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+/**
  * metaVariablesFromProcessEnv is the CGI front end's view of its environment: `env` (normally
  * `process.env`), with the duplicate rule of {@link metaVariablesFromPairs} applied to the names
  * that occur more than once in `block`, the raw environment block (`/proc/self/environ`, or null
@@ -280,12 +301,11 @@ export function metaVariablesFromProcessEnv(
   block: Uint8Array | null,
 ): MetaVariables {
   const out: MetaVariables = { ...env };
-  if (block === null) return out;
+  if (block === null || !hasRepeatedName(block)) return out;
   const pairs = environBlockPairs(block);
   const seen = new Set<string>();
   const repeated = new Set<string>();
   for (const [name] of pairs) (seen.has(name) ? repeated : seen).add(name);
-  if (repeated.size === 0) return out;
   const merged = metaVariablesFromPairs(pairs.filter(([name]) => repeated.has(name)));
   for (const name of repeated) out[name] = merged[name];
   return out;

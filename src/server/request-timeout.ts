@@ -4,7 +4,7 @@
 import { BridgeError } from '../errors.js';
 import { kBodyLength } from '../gateway/file-wrapper.js';
 import { requestSignalOf } from '../gateway/signal.js';
-import type { Body, Chunk, Environ, GatewayApp } from '../gateway/types.js';
+import type { Body, Chunk, GatewayApp } from '../gateway/types.js';
 
 const noop = (): void => undefined;
 
@@ -80,8 +80,7 @@ export function withRequestTimeout(
       // to redefine, and no signal made unless someone reads it.
       source.link(own);
     } else {
-      const plain = environ['gateway.signal'];
-      outer = plain;
+      const plain = (outer = environ['gateway.signal']);
       // The combined signal costs two AbortSignals and a listener on `plain`: it is made only
       // when the app reads gateway.signal (or the time is up), not on every request. The
       // environ is this request's own (each front end builds a fresh one), so the signal is
@@ -101,8 +100,7 @@ export function withRequestTimeout(
         },
       });
     }
-    const inner: Environ = environ;
-    const returned = app(inner, startResponse);
+    const returned = app(environ, startResponse);
     // A body returned synchronously that is not an async iterable cannot wait on anything: the
     // time cannot run out for it, so no timer is started (the common, fast case).
     if (!isThenable(returned) && !isAsyncBody(returned as Body)) return returned;
