@@ -37,6 +37,7 @@ import {
   type FcgiRecord,
 } from './records.js';
 import { FcgiRequest, type RequestHost } from './request.js';
+import { RequestTable } from './request-table.js';
 
 function protocolError(message: string): BridgeError {
   return new BridgeError('FCGI_ERR_PROTOCOL', `fcgi: ${message}`);
@@ -80,7 +81,7 @@ export class FcgiConnection implements RequestHost {
   readonly #socket: Duplex;
   // Request bodies are passed on as they arrive: a record cut across socket reads is never copied.
   readonly #decoder = new RecordDecoder({ streamTypes: [FCGI_STDIN, FCGI_DATA] });
-  readonly #requests = new Map<number, FcgiRequest>();
+  readonly #requests = new RequestTable<FcgiRequest>();
   // Ids begun on this connection: a record for one of them after its end is ignored, a record
   // for any other id means the peer lost track of the protocol.
   readonly #seen = new Set<number>();
@@ -216,7 +217,7 @@ export class FcgiConnection implements RequestHost {
     if (this.#closing) return;
     let pause = false;
     if (this.#requests.size === 1) {
-      const request = this.#requests.values().next().value as FcgiRequest;
+      const request = this.#requests.first()!;
       const limit = this.#paused
         ? this.options.stdinHighWaterMark / 2
         : this.options.stdinHighWaterMark;
@@ -232,7 +233,7 @@ export class FcgiConnection implements RequestHost {
 
   /** requestEnded makes the request's id inactive; without FCGI_KEEP_CONN the connection closes. */
   requestEnded(request: FcgiRequest): void {
-    if (this.#requests.get(request.id) === request) this.#requests.delete(request.id);
+    this.#requests.deleteIf(request.id, request);
     if (!request.keepConn) this.#closeWhenIdle = true;
     if (this.#requests.size === 0 && this.#closeWhenIdle) this.#endSocket();
     else this.flowChanged();
@@ -380,7 +381,7 @@ export class FcgiConnection implements RequestHost {
     // A request whose params or input are incomplete can never complete now (an Authorizer's
     // input is complete from the start, its params need not be); one that has them all can
     // still answer if the socket stays writable (allowHalfOpen).
-    for (const request of [...this.#requests.values()]) {
+    for (const request of this.#requests.values()) {
       if (!request.paramsComplete || !request.inputComplete) request.connectionLost();
     }
     this.#closeWhenIdle = true;
@@ -417,7 +418,7 @@ export class FcgiConnection implements RequestHost {
   }
 
   #abortAll(): void {
-    for (const request of [...this.#requests.values()]) request.connectionLost();
+    for (const request of this.#requests.values()) request.connectionLost();
     this.#requests.clear();
   }
 
