@@ -142,6 +142,33 @@ export async function startNodeHttp(root, dir) {
 }
 
 /**
+ * startFastcgiHello runs bench/peers/node/fastcgi-hello.js: no gateway, hello only, the ceiling
+ * for a Node FastCGI backend (`helloOnly`: it has no echo or upload).
+ */
+export async function startFastcgiHello(root, dir) {
+  const socket = join(dir, 'fastcgi-hello.sock');
+  const p = await launch(
+    dir,
+    'fastcgi-hello',
+    process.execPath,
+    [join(root, 'bench/peers/node/fastcgi-hello.js'), socket],
+    socket,
+  );
+  return {
+    ...p,
+    label: 'reference: hello-only Node FastCGI codec',
+    config:
+      'bench/peers/node/fastcgi-hello.js, one process, FCGI_KEEP_CONN: parses records, answers a fixed hello, ' +
+      'builds no environ and runs no app (not a usable server: the ceiling for any Node FastCGI backend here)',
+    prefix: 'fastcgi-hello',
+    kind: 'fastcgi',
+    socket,
+    helloOnly: true,
+    servingPids: () => [p.pid],
+  };
+}
+
+/**
  * startPhpFpm runs php-fpm with a static pool of `children` and the scripts of
  * bench/peers/php (copied into the run dir, readable by the pool's user).
  * `keepConn` chooses whether nginx keeps FastCGI connections open.

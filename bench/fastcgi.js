@@ -14,6 +14,7 @@ import { ECHO_BYTES, WRK, checkBackend, runWrk, upload, writeEchoScript } from '
 import {
   ToolMissing,
   startCgiBridge,
+  startFastcgiHello,
   startGo,
   startNodeFastcgi,
   startNodeHttp,
@@ -46,20 +47,25 @@ const TICK_US = 10_000;
 
 /**
  * measureWrk runs one wrk load and counts the nginx error-log lines it caused and the CPU time
- * the backend's processes (`pid` and its descendants) spent per request: a figure that other
- * load on the machine disturbs far less than requests/s.
+ * the backend's processes (`pid` and its descendants) and nginx's spent per request: figures
+ * that other load on the machine disturbs far less than requests/s.
  */
 async function measureWrk(nginx, url, opts, pid) {
-  const pids = pid === undefined ? [] : [pid, ...descendants(pid)];
-  const cpu = () => pids.reduce((sum, p) => sum + cpuTicks(p), 0);
+  const ticks = (pids) => () => pids.reduce((sum, p) => sum + cpuTicks(p), 0);
+  const cpu = ticks(pid === undefined ? [] : [pid, ...descendants(pid)]);
+  const nginxCpu = ticks([nginx.pid, ...descendants(nginx.pid)]);
   const before = nginx.errorSize();
   const cpu0 = cpu();
+  const nginx0 = nginxCpu();
   const r = await runWrk(url, opts);
-  const cpuUs = pid === undefined ? NaN : ((cpu() - cpu0) * TICK_US) / Math.max(1, r.requests);
+  const perRequest = (t) => (t * TICK_US) / Math.max(1, r.requests);
+  const cpuUs = pid === undefined ? NaN : perRequest(cpu() - cpu0);
+  const nginxUs = perRequest(nginxCpu() - nginx0);
   const lines = nginx.errorLinesSince(before);
   return {
     ...r,
     cpuUs,
+    nginxUs,
     errors: r.non2xx + r.socketErrors,
     logLines: lines.length,
     firstLogLine: lines[0],
@@ -101,6 +107,7 @@ function backendFactories(root, dir) {
     () => startPhpFpm(root, dir, PHP_CHILDREN, false),
     () => startGo(root, dir),
     () => startNodeHttp(root, dir),
+    () => startFastcgiHello(root, dir),
   ];
 }
 
@@ -154,7 +161,7 @@ export async function run(context) {
       const row = { label: b.label, config: b.config };
       rows.push(row);
       try {
-        await checkBackend(base);
+        await checkBackend(base, { echo: !b.helloOnly });
       } catch (e) {
         row.failed = e.message;
         log(`fastcgi: ${b.label}: check failed: ${e.message}`);
@@ -163,6 +170,10 @@ export async function run(context) {
       log(`fastcgi: ${b.label}: hello`);
       await runWrk(`${base}/hello`, { seconds: WARMUP_SECONDS });
       row.hello = await measureWrk(nginx, `${base}/hello`, { seconds: SECONDS }, b.pid);
+      if (b.helloOnly) {
+        log(`fastcgi: ${b.label}: ${row.hello.rps} req/s (hello only)`);
+        continue;
+      }
       log(`fastcgi: ${b.label}: ${row.hello.rps} req/s; echo`);
       row.echo = await measureWrk(
         nginx,
@@ -198,16 +209,17 @@ function render(rows, backends, skipped, context) {
       '"errors" = non-2xx + socket errors reported by wrk; "log" = lines the run added to nginx\'s error log; ' +
       '"x http" = requests/s relative to the proxied Node http server; "CPU µs/req" = user + system ' +
       "CPU time of all the backend's processes per request (from /proc; less disturbed by other " +
-      'load on the machine than requests/s); peak RSS = VmHWM of the ' +
+      'load on the machine than requests/s); "nginx µs/req" = the same for nginx (its one worker ' +
+      'can pass at most 1,000,000 / that many requests/s, whatever the backend); peak RSS = VmHWM of the ' +
       'serving process (the largest, for several workers) before and after the upload.',
     '',
-    '| backend | hello req/s | x http | p99 ms | CPU µs/req | errors | log | echo 1 MiB req/s | x http | p99 ms | CPU µs/req | errors | log | upload MiB/s | peak RSS MiB before → after |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| backend | hello req/s | x http | p99 ms | CPU µs/req | nginx µs/req | errors | log | echo 1 MiB req/s | x http | p99 ms | CPU µs/req | errors | log | upload MiB/s | peak RSS MiB before → after |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const r of rows) {
     if (r.failed !== undefined) {
       out.push(
-        `| ${r.label} | failed: ${r.failed.replace(/\|/g, '/').slice(0, 120)} |||||||||||||`,
+        `| ${r.label} | failed: ${r.failed.replace(/\|/g, '/').slice(0, 120)} ||||||||||||||`,
       );
       continue;
     }
@@ -222,6 +234,7 @@ function render(rows, backends, skipped, context) {
         ratio(r, 'hello'),
         fmt(h.p99, 2),
         fmt(h.cpuUs),
+        fmt(h.nginxUs),
         h.errors,
         h.logLines,
         e ? fmt(e.rps) : '',
