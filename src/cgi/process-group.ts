@@ -24,6 +24,24 @@ function errnoCode(e: unknown): string | undefined {
 }
 
 /**
+ * kill is process.kill without the cost of its failure: the error it throws for a gone group
+ * (ESRCH, the usual answer once a program exited) gets no stack trace, which would cost more
+ * than the system call. Returns undefined when the signal was sent, else the errno code.
+ */
+function kill(pid: number, sig: NodeJS.Signals | 0): string | undefined {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    process.kill(pid, sig);
+    return undefined;
+  } catch (e) {
+    return errnoCode(e) ?? 'EUNKNOWN';
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/**
  * ProcessGroup signals the process group `pgid` (the pid of a program spawned with
  * `detached: true`). Every signal goes to the whole group, so children the program started in
  * the background (`sleep 1000 &`) are reached too; one that left the group with setsid(2) is
@@ -62,22 +80,13 @@ export class ProcessGroup {
 
   /** alive tells whether any process of the group exists. */
   get alive(): boolean {
-    try {
-      process.kill(-this.pgid, 0);
-      return true;
-    } catch (e) {
-      return errnoCode(e) === 'EPERM';
-    }
+    const error = kill(-this.pgid, 0);
+    return error === undefined || error === 'EPERM';
   }
 
   /** signal sends `sig` to every process of the group; false when the group is gone. */
   signal(sig: NodeJS.Signals): boolean {
-    try {
-      process.kill(-this.pgid, sig);
-      return true;
-    } catch {
-      return false;
-    }
+    return kill(-this.pgid, sig) === undefined;
   }
 
   /** terminating is true once {@link terminate} was called. */
