@@ -96,76 +96,54 @@ export async function startCgiBridge(root, dir, processes) {
   };
 }
 
+// startNodeScript runs one of the single-process Node peers, bench/peers/node/SCRIPT SOCKET, on
+// DIR/NAME.sock; `fields` describe it (label, config, kind …).
+async function startNodeScript(root, dir, name, script, fields) {
+  const socket = join(dir, `${name}.sock`);
+  const p = await launch(
+    dir,
+    name,
+    process.execPath,
+    [join(root, 'bench/peers/node', script), socket],
+    socket,
+  );
+  return { ...p, prefix: name, socket, servingPids: () => [p.pid], ...fields };
+}
+
 /** startNodeFastcgi runs node-fastcgi 2.0.0 with the shared Node handler. */
 export async function startNodeFastcgi(root, dir) {
   if (!existsSync(join(root, 'node_modules/node-fastcgi'))) {
     throw new ToolMissing('node-fastcgi not installed (npm install)');
   }
-  const socket = join(dir, 'node-fastcgi.sock');
-  const p = await launch(
-    dir,
-    'node-fastcgi',
-    process.execPath,
-    [join(root, 'bench/peers/node/node-fastcgi.js'), socket],
-    socket,
-  );
-  return {
-    ...p,
+  return startNodeScript(root, dir, 'node-fastcgi', 'node-fastcgi.js', {
     label: 'node-fastcgi 2.0.0',
     config: 'one process, FCGI_KEEP_CONN (which it ignores)',
-    prefix: 'node-fastcgi',
     kind: 'fastcgi',
-    socket,
-    servingPids: () => [p.pid],
-  };
+  });
 }
 
 /** startNodeHttp runs the plain http.createServer peer (behind proxy_pass, upstream keepalive). */
-export async function startNodeHttp(root, dir) {
-  const socket = join(dir, 'node-http.sock');
-  const p = await launch(
-    dir,
-    'node-http',
-    process.execPath,
-    [join(root, 'bench/peers/node/http-server.js'), socket],
-    socket,
-  );
-  return {
-    ...p,
+export function startNodeHttp(root, dir) {
+  return startNodeScript(root, dir, 'node-http', 'http-server.js', {
     label: 'Node http.createServer (proxy_pass)',
     config: 'one process, HTTP/1.1 upstream keepalive',
-    prefix: 'node-http',
     kind: 'http',
-    socket,
-    servingPids: () => [p.pid],
-  };
+  });
 }
 
 /**
  * startFastcgiHello runs bench/peers/node/fastcgi-hello.js: no gateway, hello only, the ceiling
  * for a Node FastCGI backend (`helloOnly`: it has no echo or upload).
  */
-export async function startFastcgiHello(root, dir) {
-  const socket = join(dir, 'fastcgi-hello.sock');
-  const p = await launch(
-    dir,
-    'fastcgi-hello',
-    process.execPath,
-    [join(root, 'bench/peers/node/fastcgi-hello.js'), socket],
-    socket,
-  );
-  return {
-    ...p,
+export function startFastcgiHello(root, dir) {
+  return startNodeScript(root, dir, 'fastcgi-hello', 'fastcgi-hello.js', {
     label: 'reference: hello-only Node FastCGI codec',
     config:
       'bench/peers/node/fastcgi-hello.js, one process, FCGI_KEEP_CONN: parses records, answers a fixed hello, ' +
       'builds no environ and runs no app (not a usable server: the ceiling for any Node FastCGI backend here)',
-    prefix: 'fastcgi-hello',
     kind: 'fastcgi',
-    socket,
     helloOnly: true,
-    servingPids: () => [p.pid],
-  };
+  });
 }
 
 /**
