@@ -30,14 +30,24 @@ function errnoCode(e: unknown): string | undefined {
  */
 function kill(pid: number, sig: NodeJS.Signals | 0): string | undefined {
   const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
+  const quiet = setStackTraceLimit(0);
   try {
     process.kill(pid, sig);
     return undefined;
   } catch (e) {
     return errnoCode(e) ?? 'EUNKNOWN';
   } finally {
+    if (quiet) setStackTraceLimit(limit);
+  }
+}
+
+// setStackTraceLimit sets Error.stackTraceLimit; false where it cannot be set (frozen).
+function setStackTraceLimit(limit: number): boolean {
+  try {
     Error.stackTraceLimit = limit;
+    return true;
+  } catch {
+    return false;
   }
 }
 

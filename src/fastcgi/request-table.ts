@@ -13,15 +13,17 @@ export class RequestTable<T> {
     return this.#active.length;
   }
 
+  /** get is what `id` holds, or undefined when it is not active. */
   get(id: number): T | undefined {
     return this.#slots[id];
   }
 
+  /** has tells whether `id` is active. */
   has(id: number): boolean {
     return this.#slots[id] !== undefined;
   }
 
-  /** set makes `id` active; it must not be active already. */
+  /** set makes `id` active with `value`, replacing what it held. */
   set(id: number, value: T): void {
     const old = this.#slots[id];
     if (old !== undefined) this.#active.splice(this.#active.indexOf(old), 1);
@@ -48,6 +50,7 @@ export class RequestTable<T> {
     return this.#active.slice();
   }
 
+  /** clear makes every id inactive. */
   clear(): void {
     this.#slots.length = 0;
     this.#active.length = 0;

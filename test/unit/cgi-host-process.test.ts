@@ -198,4 +198,28 @@ describe('ProcessGroup', () => {
     assert.equal(g.alive, false);
     assert.equal(await g.terminate(), true);
   });
+
+  test('a gone group costs no stack trace, and Error.stackTraceLimit is left as it was', () => {
+    const before = Error.stackTraceLimit;
+    const g = new ProcessGroup(2 ** 22 + 12346);
+    assert.deepEqual([g.alive, g.signal('SIGTERM'), Error.stackTraceLimit], [false, false, before]);
+    // Where the limit cannot be set (frozen intrinsics), the check still works.
+    const url = new URL('../../src/cgi/process-group.ts', import.meta.url).href;
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `Object.defineProperty(Error, 'stackTraceLimit', { value: 7, writable: false });
+         const { ProcessGroup } = await import(${JSON.stringify(url)});
+         const g = new ProcessGroup(${2 ** 22 + 12347});
+         console.log(JSON.stringify([g.alive, g.signal('SIGTERM'), Error.stackTraceLimit]));`,
+      ],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [false, false, 7]);
+  });
 });
