@@ -19,13 +19,12 @@ import { encodeBeginRequest, encodeRecord, encodeStream } from '../../src/fastcg
 import { FCGI_APP_STATUS } from '../../src/fastcgi/responder.js';
 import type { GatewayApp, InputStream } from '../../src/gateway/types.js';
 import {
-  connectClient,
   defaultParams,
   requestStream,
   settled,
   splitHead,
-  startResponder,
   type TestClient,
+  withClient,
 } from './fastcgi-responder-helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -98,9 +97,7 @@ function closeGate(): void {
 
 describe('FastCGI responder: request body flow control', () => {
   test('a lone request whose app does not read yet: the socket is paused, the body is not slurped', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       const body = Buffer.alloc(16 * 1024 * 1024);
       for (let i = 0; i < body.length; i += 4096) body.writeUInt32BE(i, i);
       head(
@@ -122,16 +119,11 @@ describe('FastCGI responder: request body flow control', () => {
       assert.ok(c.socket.writableLength > 4 * 1024 * 1024, 'the client is held back');
       const reply = await c.ended(1, 10_000);
       assert.equal(splitHead(reply.stdout).body.toString(), `${body.length} ${sha(body)}`);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('multiplexed: an app that does not keep up loses its input past maxStdinBuffer (413); the others carry on', async () => {
-    const r = await startResponder(app, { maxStdinBuffer: 256 * 1024 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxStdinBuffer: 256 * 1024 }, async (c, r) => {
       const big = Buffer.alloc(3 * 1024 * 1024, 1);
       closeGate();
       head(
@@ -156,17 +148,13 @@ describe('FastCGI responder: request body flow control', () => {
       assert.match(first.stderr, /maxStdinBuffer/);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 });
 
 describe('FastCGI responder: flow control and the Filter role', () => {
   test('a Filter reading FCGI_DATA before FCGI_STDIN: the socket is not paused for the stdin it does not read yet', async () => {
-    const r = await startResponder(app, { stdinHighWaterMark: 64 * 1024 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { stdinHighWaterMark: 64 * 1024 }, async (c) => {
       const stdin = Buffer.alloc(600 * 1024, 1);
       const data = Buffer.alloc(100 * 1024, 2);
       c.send(
@@ -182,18 +170,13 @@ describe('FastCGI responder: flow control and the Filter role', () => {
       );
       const reply = await c.ended(1, 5000);
       assert.equal(splitHead(reply.stdout).body.toString(), `${data.length} ${stdin.length}`);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 });
 
 describe('FastCGI responder: an app answering without reading its body', () => {
   test('hold on: the answer waits for the end of the body (discarded as it arrives), then the next request works', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       const body = Buffer.alloc(8 * 1024 * 1024, 3);
       head(c, 1, post('/ignore-body', body.length));
       appDone.length = 0;
@@ -212,15 +195,11 @@ describe('FastCGI responder: an app answering without reading its body', () => {
       assert.deepEqual(r.logs, []);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('hold off: the answer and END_REQUEST leave at once; the rest of the body is ignored; the next request works', async () => {
-    const r = await startResponder(app, { holdResponseUntilBodyRead: false });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { holdResponseUntilBodyRead: false }, async (c, r) => {
       const body = Buffer.alloc(4 * 1024 * 1024, 3);
       head(c, 1, post('/ignore-body', body.length));
       c.send(encodeStream(FCGI_STDIN, 1, body.subarray(0, 100_000)));
@@ -235,30 +214,21 @@ describe('FastCGI responder: an app answering without reading its body', () => {
       assert.deepEqual(r.logs, []);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('hold on: a lone request paused for its unread body is resumed when the app answers', async () => {
-    const r = await startResponder(app, { stdinHighWaterMark: 64 * 1024 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { stdinHighWaterMark: 64 * 1024 }, async (c) => {
       const body = Buffer.alloc(24 * 1024 * 1024, 5);
       head(c, 1, post('/ignore-body', body.length));
       c.send(encodeStream(FCGI_STDIN, 1, body, { end: true }));
       const reply = await c.ended(1, 10_000);
       assert.equal(splitHead(reply.stdout).body.toString(), 'answered early');
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('hold on: an app failing after headers while its response is held gives a clean 500 (app status FAILED)', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c) => {
       head(c, 1, post('/fail-while-held', 10));
       c.send(encodeRecord(FCGI_STDIN, 1, Buffer.from('01234')));
       // The error log is not held; the response is.
@@ -271,16 +241,11 @@ describe('FastCGI responder: an app answering without reading its body', () => {
       assert.ok(!reply.stdout.toString().includes('partial'));
       assert.equal(reply.end!.appStatus, FCGI_APP_STATUS.FAILED);
       assert.match(reply.stderr, /late failure/);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('hold on: FCGI_ABORT_REQUEST drops the held response and ends the request at once', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       appDone.length = 0;
       head(c, 1, post('/ignore-body', 100));
       c.send(encodeRecord(FCGI_STDIN, 1, Buffer.from('partial')));
@@ -291,18 +256,13 @@ describe('FastCGI responder: an app answering without reading its body', () => {
       assert.equal(reply.stdout.length, 0);
       assert.equal(reply.end!.appStatus, FCGI_APP_STATUS.ABORTED);
       await settled(r.counters);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 });
 
 describe('FastCGI responder: output backpressure', () => {
   test('a slow web server holds the app back (write() waits for drain); everything arrives', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c) => {
       progress.written = 0;
       c.socket.pause();
       c.send(requestStream({ params: defaultParams('GET', '/big-response') }));
@@ -318,15 +278,11 @@ describe('FastCGI responder: output backpressure', () => {
       assert.equal(body.length, total);
       assert.ok(body.every((b) => b === 7));
       await c.waitClosed();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('a BEGIN_REQUEST for an id that is already active is a protocol error: the connection closes, with a log line', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       head(c, 1, post('/slow-reader', 10));
       c.send(encodeRecord(FCGI_BEGIN_REQUEST, 1, Buffer.from([0, 1, 0, 0, 0, 0, 0, 0])));
       await c.waitClosed();
@@ -336,8 +292,6 @@ describe('FastCGI responder: output backpressure', () => {
         /FCGI_BEGIN_REQUEST for request 1, which is already active; closing the connection \(1 active request aborted\)/,
       );
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 });

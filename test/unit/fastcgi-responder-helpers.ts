@@ -76,6 +76,28 @@ export async function startResponder(
   };
 }
 
+/**
+ * withClient serves `app` (with `options`, if given), connects one client, and runs `test` with
+ * it; the client and the responder are closed afterwards, whether the test passed or threw.
+ */
+export async function withClient(
+  app: GatewayApp,
+  ...rest:
+    | [test: (c: TestClient, r: TestResponder) => Promise<void>]
+    | [options: ResponderOptions, test: (c: TestClient, r: TestResponder) => Promise<void>]
+): Promise<void> {
+  const [options, test] = rest.length === 1 ? [{}, rest[0]] : rest;
+  const r = await startResponder(app, options);
+  let c: TestClient | undefined;
+  try {
+    c = await connectClient(r.port);
+    await test(c, r);
+  } finally {
+    c?.close();
+    await r.close();
+  }
+}
+
 /** RequestSpec describes one request stream. */
 export interface RequestSpec {
   id?: number;

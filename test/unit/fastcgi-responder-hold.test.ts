@@ -20,12 +20,11 @@ import {
 import { encodeBeginRequest, encodeRecord, encodeStream } from '../../src/fastcgi/records.js';
 import type { GatewayApp } from '../../src/gateway/types.js';
 import {
-  connectClient,
   defaultParams,
   settled,
   splitHead,
-  startResponder,
   type TestClient,
+  withClient,
 } from './fastcgi-responder-helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -166,9 +165,7 @@ describe('the nginx trap: a 10 MB streaming echo to a client that stops sending 
   after(() => rm(dir, { recursive: true, force: true }));
 
   test('hold on (the default): the whole body is read, then the echo comes back whole; memory spills to a temp file', async () => {
-    const r = await startResponder(echo, { tmpDir: dir });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(echo, { tmpDir: dir }, async (c, r) => {
       c.responses.keepRecords = false;
       c.keepRaw = false;
       let spilled = 0;
@@ -186,15 +183,11 @@ describe('the nginx trap: a 10 MB streaming echo to a client that stops sending 
       assert.deepEqual(deletedFilesIn(dir), []);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('hold off: the first echoed bytes stop the client, and the request never completes (the trap is real)', async () => {
-    const r = await startResponder(echo, { holdResponseUntilBodyRead: false });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(echo, { holdResponseUntilBodyRead: false }, async (c, r) => {
       c.responses.keepRecords = false;
       c.keepRaw = false;
       const { stoppedAt } = await nginxLikePost(c, BODY);
@@ -202,8 +195,6 @@ describe('the nginx trap: a 10 MB streaming echo to a client that stops sending 
       await assert.rejects(c.ended(1, 1500), /timed out/);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 });

@@ -43,6 +43,7 @@ import {
   splitHead,
   startResponder,
   type TestResponder,
+  withClient,
 } from './fastcgi-responder-helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -276,9 +277,7 @@ describe('FastCGI responder: the Responder role', () => {
 
 describe('FastCGI responder: management records (FastCGI spec §4)', () => {
   test('FCGI_GET_VALUES is answered on id 0 with only the names asked that are known', async () => {
-    const r = await startResponder(app, { maxConnections: 7, maxConcurrentRequests: 42 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxConnections: 7, maxConcurrentRequests: 42 }, async (c) => {
       c.send(encodeGetValues([FCGI_MPXS_CONNS, 'FCGI_SOMETHING_ELSE']));
       await c.until(() => c.responses.records.length === 1);
       const [rec] = c.responses.records;
@@ -299,32 +298,22 @@ describe('FastCGI responder: management records (FastCGI spec §4)', () => {
       c.send(encodeGetValues([]));
       await c.until(() => c.responses.records.length === 3);
       assert.equal(c.responses.records[2]!.content.length, 0);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('FCGI_MPXS_CONNS is 0 when multiplexing is off', async () => {
-    const r = await startResponder(app, { multiplex: false });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { multiplex: false }, async (c) => {
       c.send(encodeGetValues([FCGI_MPXS_CONNS]));
       await c.until(() => c.responses.records.length === 1);
       assert.equal(
         decodeGetValuesResult(c.responses.records[0]!.content).get(FCGI_MPXS_CONNS),
         '0',
       );
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('an unknown management record gets FCGI_UNKNOWN_TYPE and the connection carries on', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       c.send(encodeRecord(99, 0, Buffer.from('whatever')));
       c.send(encodeRecord(FCGI_STDIN, 0, Buffer.from('a stream record on id 0')));
       await c.until(() => c.responses.records.length === 2);
@@ -337,17 +326,13 @@ describe('FastCGI responder: management records (FastCGI spec §4)', () => {
       const reply = await c.ended(1);
       assert.equal(splitHead(reply.stdout).body.toString(), 'hello');
       assert.deepEqual(r.logs, []);
-    } finally {
-      await r.close();
-    }
+    });
   });
 });
 
 describe('FastCGI responder: multiplexing and its limits', () => {
   test('three interleaved requests with interleaved FCGI_STDIN each get their own answer', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       const bodies = new Map([
         [1, Buffer.from('one-'.repeat(5000))],
         [2, Buffer.from('two-'.repeat(3000))],
@@ -377,15 +362,11 @@ describe('FastCGI responder: multiplexing and its limits', () => {
       assert.equal(c.closed, false);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('a second request without multiplexing: FCGI_CANT_MPX_CONN; the first completes', async () => {
-    const r = await startResponder(app, { multiplex: false });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { multiplex: false }, async (c, r) => {
       c.send(requestStream({ id: 1, keepConn: true, params: get('/wait'), stdinEnd: false }));
       c.send(requestStream({ id: 2, keepConn: true, params: get('/hello') }));
       const second = await c.ended(2);
@@ -400,15 +381,11 @@ describe('FastCGI responder: multiplexing and its limits', () => {
       assert.deepEqual(r.logs, []);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('past maxRequestsPerConnection: FCGI_OVERLOADED', async () => {
-    const r = await startResponder(app, { maxRequestsPerConnection: 2 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxRequestsPerConnection: 2 }, async (c, r) => {
       for (const id of [1, 2, 3]) {
         c.send(requestStream({ id, keepConn: true, params: get('/wait'), stdinEnd: false }));
       }
@@ -418,9 +395,7 @@ describe('FastCGI responder: multiplexing and its limits', () => {
       assert.equal(r.counters.requests, 2);
       c.close();
       await settled(r.counters);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('past the process-wide maxConcurrentRequests, shared by all connections: FCGI_OVERLOADED', async () => {
@@ -466,9 +441,7 @@ describe('FastCGI responder: FCGI_ABORT_REQUEST and lost connections', () => {
   test('FCGI_ABORT_REQUEST fires gateway.signal, closes the body, ends the request with a non-zero app status', async () => {
     seen.closed.length = 0;
     seen.aborted.length = 0;
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       c.send(
         requestStream({
           keepConn: true,
@@ -494,18 +467,13 @@ describe('FastCGI responder: FCGI_ABORT_REQUEST and lost connections', () => {
       assert.equal(splitHead((await c.ended(1)).stdout).body.toString(), 'hello');
       assert.deepEqual(c.reply(1)!.after, []);
       assert.deepEqual(r.logs, []);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('the web server closing the connection aborts its requests', async () => {
     seen.closed.length = 0;
     seen.aborted.length = 0;
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c, r) => {
       c.send(requestStream({ id: 1, keepConn: true, params: get('/wait'), stdinEnd: false }));
       c.send(requestStream({ id: 2, keepConn: true, params: get('/wait'), stdinEnd: false }));
       await c.until(() => r.counters.requests === 2);
@@ -516,17 +484,13 @@ describe('FastCGI responder: FCGI_ABORT_REQUEST and lost connections', () => {
       assert.deepEqual(seen.closed, ['/wait', '/wait']);
       await c.until(() => r.counters.connections === 0);
       assert.deepEqual(r.logs, []);
-    } finally {
-      await r.close();
-    }
+    });
   });
 });
 
 describe('FastCGI responder: graceful shutdown', () => {
   test('an idle kept-alive connection serves one last request within drainGraceMs, then closes', async () => {
-    const r = await startResponder(app, { drainGraceMs: 2000 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { drainGraceMs: 2000 }, async (c, r) => {
       await c.until(() => r.responder.connections.size === 1);
       const done = r.responder.shutdown();
       // The web server had already picked this connection for its next request.
@@ -536,9 +500,7 @@ describe('FastCGI responder: graceful shutdown', () => {
       await c.waitClosed(); // closed after that request, FCGI_KEEP_CONN notwithstanding
       await done;
       assert.deepEqual(r.logs, []);
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('an idle connection that gets no request closes when the grace ends; a busy one after its request', async () => {
@@ -673,9 +635,7 @@ describe('FastCGI responder: the Authorizer and Filter roles (FastCGI spec §6.3
 
 describe('FastCGI responder: request limits', () => {
   test('params larger than maxParamsBytes: 431, the connection stays usable', async () => {
-    const r = await startResponder(app, { maxParamsBytes: 1000 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxParamsBytes: 1000 }, async (c) => {
       c.send(
         requestStream({ keepConn: true, params: get('/hello', [['HTTP_BIG', 'x'.repeat(2000)]]) }),
       );
@@ -685,30 +645,20 @@ describe('FastCGI responder: request limits', () => {
       c.responses.forget(1);
       c.send(requestStream({ keepConn: true, params: get('/hello') }));
       assert.equal(splitHead((await c.ended(1)).stdout).status, 200);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('more params than maxParams: 431', async () => {
-    const r = await startResponder(app, { maxParams: 12 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxParams: 12 }, async (c) => {
       const extra: [string, string][] = [];
       for (let i = 0; i < 10; i++) extra.push([`HTTP_X_${i}`, 'v']);
       c.send(requestStream({ params: get('/hello', extra) }));
       assert.equal(splitHead((await c.ended(1)).stdout).status, 431);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('a CONTENT_LENGTH above maxBodyBytes: 413 without running the app, the body discarded', async () => {
-    const r = await startResponder(app, { maxBodyBytes: 1000 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxBodyBytes: 1000 }, async (c) => {
       c.send(
         requestStream({
           keepConn: true,
@@ -722,16 +672,11 @@ describe('FastCGI responder: request limits', () => {
       c.responses.forget(1);
       c.send(requestStream({ keepConn: true, params: get('/hello') }));
       assert.equal(splitHead((await c.ended(1)).stdout).status, 200);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('a streamed body (no CONTENT_LENGTH) growing past maxBodyBytes: the read fails, 413', async () => {
-    const r = await startResponder(app, { maxBodyBytes: 1000 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { maxBodyBytes: 1000 }, async (c) => {
       c.send(
         requestStream({
           keepConn: true,
@@ -742,16 +687,11 @@ describe('FastCGI responder: request limits', () => {
       const reply = await c.ended(1);
       assert.equal(splitHead(reply.stdout).status, 413);
       assert.match(reply.stderr, /FCGI_ERR_BODY_TOO_LARGE|maxBodyBytes/);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('a bad CONTENT_LENGTH or a missing REQUEST_METHOD: 400 from the translator', async () => {
-    const r = await startResponder(app);
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, async (c) => {
       c.send(
         requestStream({
           id: 1,
@@ -764,18 +704,13 @@ describe('FastCGI responder: request limits', () => {
       const reply = await c.ended(2);
       assert.equal(splitHead(reply.stdout).status, 400);
       assert.match(reply.stderr, /REQUEST_METHOD/);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('past requestTimeoutMs: gateway.signal fires, the body is closed, a 504 goes out (app status FAILED)', async () => {
     seen.closed.length = 0;
     seen.aborted.length = 0;
-    const r = await startResponder(app, { requestTimeoutMs: 100 });
-    try {
-      const c = await connectClient(r.port);
+    await withClient(app, { requestTimeoutMs: 100 }, async (c, r) => {
       const t0 = Date.now();
       c.send(requestStream({ keepConn: true, params: get('/wait'), stdinEnd: false }));
       const reply = await c.ended(1);
@@ -795,10 +730,7 @@ describe('FastCGI responder: request limits', () => {
       assert.equal(cut.end!.appStatus, FCGI_APP_STATUS.FAILED);
       assert.deepEqual(cut.after, []);
       await settled(r.counters);
-      c.close();
-    } finally {
-      await r.close();
-    }
+    });
   });
 
   test('an idle connection is closed after idleTimeoutMs; one with an active request is not', async () => {
