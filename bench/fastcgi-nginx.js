@@ -2,13 +2,10 @@
 // 127.0.0.1 in a temp state dir, in front of every backend at once, each behind its own
 // location prefix and upstream (unix socket, keepalive). Started in the foreground as our
 // child, stopped by its pid; /etc/nginx is not used.
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { DEBIAN_FASTCGI_PARAMS, nginxMainContext, nginxTempPaths } from './nginx-conf.js';
-import { acceptsConnections, alive, freePort, runUser, sleep } from './fastcgi-proc.js';
+import { statSync } from 'node:fs';
+import { DEBIAN_FASTCGI_PARAMS, NGINX, launchNginx, readText } from './nginx-conf.js';
 
-export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
+export { NGINX };
 
 // The FastCGI backends get Debian's fastcgi_params plus the Host header.
 const FASTCGI_PARAMS = [...DEBIAN_FASTCGI_PARAMS, ['HTTP_HOST', '$host']];
@@ -53,70 +50,50 @@ function locationFor(b, i) {
 
 /**
  * startNginx writes the config for `backends` and starts nginx (1 worker) on a free port.
- * Returns `{ url, port, pid, errorLog, errorLines(), stop() }`; `/nginx/hello` is answered by
+ * Returns `{ url, port, pid, errorLog, errorSize(), errorLinesSince(offset), stop() }`; `/nginx/hello` is answered by
  * nginx itself (`return 200`, the ceiling).
  */
 export async function startNginx(stateDir, backends) {
-  const user = runUser();
-  for (const d of ['tmp', 'log']) mkdirSync(join(stateDir, d), { recursive: true });
-  const port = await freePort();
-  const errorLog = join(stateDir, 'log', 'error.log');
-  const pidFile = join(stateDir, 'nginx.pid');
-  const conf = join(stateDir, 'nginx.conf');
-  const c = [
-    ...nginxMainContext({
-      label: 'bench/fastcgi-nginx.js',
-      pidFile,
-      errorLog,
-      user,
-      workerConnections: 4096,
-    }),
-    'http {',
-    '  access_log off;',
-    '  default_type application/octet-stream;',
-    ...nginxTempPaths(stateDir),
-    '  keepalive_requests 1000000;',
-    // 1 MiB echo bodies stay in memory both ways; nothing is spooled to disk.
-    '  client_max_body_size 0;',
-    '  client_body_buffer_size 2m;',
-    '  fastcgi_buffer_size 16k;',
-    '  fastcgi_buffers 32 64k;',
-    '  fastcgi_busy_buffers_size 128k;',
-    '  fastcgi_max_temp_file_size 0;',
-    '  proxy_buffer_size 16k;',
-    '  proxy_buffers 32 64k;',
-    '  proxy_busy_buffers_size 128k;',
-    '  proxy_max_temp_file_size 0;',
-  ];
-  backends.forEach((b, i) => {
-    c.push(`  upstream backend_${i} {`, `    server unix:${b.socket};`);
-    if (b.keepConn !== false) c.push('    keepalive 32;');
-    c.push('  }');
+  const nginx = await launchNginx({
+    stateDir,
+    label: 'bench/fastcgi-nginx.js',
+    workerConnections: 4096,
+    http: (port) => {
+      const c = [
+        '  access_log off;',
+        '  default_type application/octet-stream;',
+        '  keepalive_requests 1000000;',
+        // 1 MiB echo bodies stay in memory both ways; nothing is spooled to disk.
+        '  client_max_body_size 0;',
+        '  client_body_buffer_size 2m;',
+        '  fastcgi_buffer_size 16k;',
+        '  fastcgi_buffers 32 64k;',
+        '  fastcgi_busy_buffers_size 128k;',
+        '  fastcgi_max_temp_file_size 0;',
+        '  proxy_buffer_size 16k;',
+        '  proxy_buffers 32 64k;',
+        '  proxy_busy_buffers_size 128k;',
+        '  proxy_max_temp_file_size 0;',
+      ];
+      backends.forEach((b, i) => {
+        c.push(`  upstream backend_${i} {`, `    server unix:${b.socket};`);
+        if (b.keepConn !== false) c.push('    keepalive 32;');
+        c.push('  }');
+      });
+      c.push(
+        '  server {',
+        `    listen 127.0.0.1:${port};`,
+        '    server_name localhost;',
+        '    location = /nginx/hello { default_type text/plain; return 200 "hello world\\n"; }',
+      );
+      backends.forEach((b, i) => c.push(...locationFor(b, i)));
+      c.push('  }');
+      return c;
+    },
   });
-  c.push(
-    '  server {',
-    `    listen 127.0.0.1:${port};`,
-    '    server_name localhost;',
-    '    location = /nginx/hello { default_type text/plain; return 200 "hello world\\n"; }',
-  );
-  backends.forEach((b, i) => c.push(...locationFor(b, i)));
-  c.push('  }', '}');
-  writeFileSync(conf, `${c.join('\n')}\n`);
-  const child = spawn(NGINX, ['-p', `${stateDir}/`, '-c', conf, '-e', errorLog], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    detached: true,
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  if (!(await acceptsConnections(port))) {
-    child.kill('SIGKILL');
-    throw new Error(`nginx did not start; config ${conf}\n${readText(errorLog)}`);
-  }
-  const url = `http://127.0.0.1:${port}`;
+  const errorLog = nginx.errorLog;
   return {
-    url,
-    port,
-    pid: child.pid,
-    errorLog,
+    ...nginx,
     /** errorSize is the error log's size now, to count the lines a run adds. */
     errorSize: () => sizeOf(errorLog),
     /** errorLinesSince returns the lines written after `offset` bytes. */
@@ -125,11 +102,6 @@ export async function startNginx(stateDir, backends) {
         .slice(offset)
         .split('\n')
         .filter((l) => l.trim() !== ''),
-    async stop() {
-      if (alive(child.pid)) child.kill('SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
-      if (alive(child.pid)) child.kill('SIGKILL');
-    },
   };
 }
 
@@ -138,13 +110,5 @@ function sizeOf(file) {
     return statSync(file).size;
   } catch {
     return 0;
-  }
-}
-
-function readText(file) {
-  try {
-    return readFileSync(file, 'latin1');
-  } catch {
-    return '';
   }
 }

@@ -4,31 +4,16 @@
 // of both with the usual fcgiwrap config (SCRIPT_FILENAME = the directory + the script name).
 // Apache mod_cgid comes from bench/apache.js.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEBIAN_FASTCGI_PARAMS, nginxMainContext, nginxTempPaths } from './nginx-conf.js';
-import {
-  acceptsConnections,
-  alive,
-  descendants,
-  freePort,
-  runUser,
-  sleep,
-} from './fastcgi-proc.js';
+import { DEBIAN_FASTCGI_PARAMS, NGINX, launchNginx, readText } from './nginx-conf.js';
+import { acceptsConnections, alive, descendants, runUser, sleep } from './fastcgi-proc.js';
 
-export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
+export { NGINX };
 export const FCGIWRAP = process.env.FCGIWRAP ?? '/usr/sbin/fcgiwrap';
 export const SPAWN_FCGI = process.env.SPAWN_FCGI ?? '/usr/bin/spawn-fcgi';
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-function readText(file) {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 // cmdlineOf reads /proc/PID/cmdline: a pid is only signalled while it is still the program we
 // started (pids are reused quickly on a busy machine).
@@ -146,51 +131,25 @@ export async function startFcgiwrap(dir, { processes }) {
  * `{ url, stop() }`.
  */
 export async function startNginx(stateDir, cgiDir, routes) {
-  const user = runUser();
-  for (const d of ['tmp', 'log']) mkdirSync(join(stateDir, d), { recursive: true });
-  const port = await freePort();
-  const errorLog = join(stateDir, 'log', 'error.log');
-  const pidFile = join(stateDir, 'nginx.pid');
-  const conf = join(stateDir, 'nginx.conf');
-  const c = [
-    ...nginxMainContext({
-      label: 'bench/legacy-servers.js',
-      pidFile,
-      errorLog,
-      user,
-      workerConnections: 1024,
-    }),
-    'http {',
-    '  access_log off;',
-    ...nginxTempPaths(stateDir),
-    '  keepalive_requests 1000000;',
-    '  server {',
-    `    listen 127.0.0.1:${port};`,
-    '    server_name localhost;',
-  ];
-  for (const r of routes) {
-    c.push(
-      `    location ~ ^/${r.prefix}(/[^/]+)$ {`,
-      ...DEBIAN_FASTCGI_PARAMS.map(([k, v]) => `      fastcgi_param ${k} ${v};`),
-      `      fastcgi_param SCRIPT_FILENAME ${cgiDir}$1;`,
-      `      fastcgi_pass unix:${r.socket};`,
-      '    }',
-    );
-  }
-  c.push('  }', '}');
-  writeFileSync(conf, `${c.join('\n')}\n`);
-  const child = spawn(NGINX, ['-p', `${stateDir}/`, '-c', conf, '-e', errorLog], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const nginx = await launchNginx({
+    stateDir,
+    label: 'bench/legacy-servers.js',
+    workerConnections: 1024,
+    http: (port) => [
+      '  access_log off;',
+      '  keepalive_requests 1000000;',
+      '  server {',
+      `    listen 127.0.0.1:${port};`,
+      '    server_name localhost;',
+      ...routes.flatMap((r) => [
+        `    location ~ ^/${r.prefix}(/[^/]+)$ {`,
+        ...DEBIAN_FASTCGI_PARAMS.map(([k, v]) => `      fastcgi_param ${k} ${v};`),
+        `      fastcgi_param SCRIPT_FILENAME ${cgiDir}$1;`,
+        `      fastcgi_pass unix:${r.socket};`,
+        '    }',
+      ]),
+      '  }',
+    ],
   });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const stop = async () => {
-    if (alive(child.pid)) child.kill('SIGTERM');
-    await Promise.race([exited, sleep(5000)]);
-    if (alive(child.pid)) child.kill('SIGKILL');
-  };
-  if (!(await acceptsConnections(port))) {
-    await stop();
-    throw new Error(`nginx did not start; config ${conf}\n${readText(errorLog)}`);
-  }
-  return { url: `http://127.0.0.1:${port}`, errorLog, stop };
+  return { url: nginx.url, errorLog: nginx.errorLog, stop: nginx.stop };
 }

@@ -1,5 +1,13 @@
-// The nginx.conf lines every benchmark nginx shares: the main context and the temp paths, all
-// inside the benchmark's state directory (bench/fastcgi-nginx.js, bench/legacy-servers.js).
+// What every benchmark nginx shares (bench/fastcgi-nginx.js, bench/legacy-servers.js): the
+// nginx.conf main context and temp paths, all inside the benchmark's state directory, and the
+// launcher that writes the config and runs nginx in the foreground as our child.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { acceptsConnections, alive, freePort, runUser, sleep } from './fastcgi-proc.js';
+
+/** NGINX is the nginx binary (NGINX overrides). */
+export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
 
 /**
  * nginxMainContext returns the lines before `http {`: one worker in the foreground, pid and
@@ -50,3 +58,52 @@ export const DEBIAN_FASTCGI_PARAMS = [
   ['SERVER_NAME', '$server_name'],
   ['REDIRECT_STATUS', '200'],
 ];
+
+/** readText reads a file as latin-1 text; a missing one is empty. */
+export function readText(file) {
+  try {
+    return readFileSync(file, 'latin1');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * launchNginx writes STATE/nginx.conf (the main context, then `http {` with the temp paths and
+ * the lines `http(port)` returns, on a free 127.0.0.1 port) and runs nginx until it accepts
+ * connections. Resolves with `{ url, port, pid, errorLog, stop() }` (SIGTERM, SIGKILL after 5 s).
+ */
+export async function launchNginx({ stateDir, label, workerConnections, http }) {
+  for (const d of ['tmp', 'log']) mkdirSync(join(stateDir, d), { recursive: true });
+  const port = await freePort();
+  const errorLog = join(stateDir, 'log', 'error.log');
+  const conf = join(stateDir, 'nginx.conf');
+  const lines = [
+    ...nginxMainContext({
+      label,
+      pidFile: join(stateDir, 'nginx.pid'),
+      errorLog,
+      user: runUser(),
+      workerConnections,
+    }),
+    'http {',
+    ...nginxTempPaths(stateDir),
+    ...http(port),
+    '}',
+  ];
+  writeFileSync(conf, `${lines.join('\n')}\n`);
+  const child = spawn(NGINX, ['-p', `${stateDir}/`, '-c', conf, '-e', errorLog], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    if (alive(child.pid)) child.kill('SIGTERM');
+    await Promise.race([exited, sleep(5000)]);
+    if (alive(child.pid)) child.kill('SIGKILL');
+  };
+  if (!(await acceptsConnections(port))) {
+    await stop();
+    throw new Error(`nginx did not start; config ${conf}\n${readText(errorLog)}`);
+  }
+  return { url: `http://127.0.0.1:${port}`, port, pid: child.pid, errorLog, stop };
+}
