@@ -16,21 +16,7 @@ import {
   type ParamInput,
   type ParamPair,
 } from '../../src/fastcgi/params.js';
-
-function bytes(...parts: (number[] | string | Uint8Array)[]): Buffer {
-  return Buffer.concat(
-    parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))),
-  );
-}
-
-function coded(code: string): (e: unknown) => boolean {
-  return (e) => {
-    assert.ok(e instanceof BridgeError, `expected a BridgeError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, /^fcgi: /);
-    return true;
-  };
-}
+import { bytes, coded } from './fastcgi-codec-helpers.js';
 
 function strings(pairs: ParamPair[]): [string, string][] {
   return pairs.map((p) => [p.name, p.value]);

@@ -59,21 +59,7 @@ import {
   paddingFor,
   type FcgiRecord,
 } from '../../src/fastcgi/records.js';
-
-function bytes(...parts: (number[] | string | Uint8Array)[]): Buffer {
-  return Buffer.concat(
-    parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))),
-  );
-}
-
-function coded(code: string): (e: unknown) => boolean {
-  return (e) => {
-    assert.ok(e instanceof BridgeError, `expected a BridgeError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, /^fcgi: /);
-    return true;
-  };
-}
+import { bytes, coded } from './fastcgi-codec-helpers.js';
 
 // A deterministic, non-repeating-looking body.
 function pattern(length: number, seed = 1): Buffer {
