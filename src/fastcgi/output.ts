@@ -7,8 +7,8 @@ import {
   FCGI_REQUEST_COMPLETE,
   FCGI_STDERR,
   FCGI_STDOUT,
-  FCGI_VERSION_1,
 } from './protocol.js';
+import { writeHeader } from './records.js';
 
 /**
  * STREAM_RECORD_CONTENT is the content size of a full stream record the responder sends: the
@@ -39,18 +39,6 @@ function latin1(text: string): Buffer {
 function put(target: Buffer, at: number, bytes: Uint8Array | string): void {
   if (typeof bytes === 'string') target.write(bytes, at, bytes.length, 'latin1');
   else target.set(bytes, at);
-}
-
-function header(target: Buffer, at: number, type: number, id: number, length: number, pad: number) {
-  // FastCGI spec §3.3: version, type, requestId B1 B0, contentLength B1 B0, paddingLength, reserved.
-  target[at] = FCGI_VERSION_1;
-  target[at + 1] = type;
-  target[at + 2] = id >>> 8;
-  target[at + 3] = id & 0xff;
-  target[at + 4] = length >>> 8;
-  target[at + 5] = length & 0xff;
-  target[at + 6] = pad;
-  target[at + 7] = 0;
 }
 
 /**
@@ -175,19 +163,19 @@ export class OutputQueue {
     let at = this.#reserve(size);
     const out = this.#slab!;
     if (length > 0) {
-      header(out, at, FCGI_STDOUT, requestId, length, pad);
+      writeHeader(out, at, FCGI_STDOUT, requestId, length, pad);
       put(out, at + FCGI_HEADER_LEN, stdout!);
       at += FCGI_HEADER_LEN + length;
       out.fill(0, at, at + pad);
       at += pad;
     }
-    header(out, at, FCGI_STDOUT, requestId, 0, 0);
+    writeHeader(out, at, FCGI_STDOUT, requestId, 0, 0);
     at += FCGI_HEADER_LEN;
     if (endStderr) {
-      header(out, at, FCGI_STDERR, requestId, 0, 0);
+      writeHeader(out, at, FCGI_STDERR, requestId, 0, 0);
       at += FCGI_HEADER_LEN;
     }
-    header(out, at, FCGI_END_REQUEST, requestId, 8, 0);
+    writeHeader(out, at, FCGI_END_REQUEST, requestId, 8, 0);
     at += FCGI_HEADER_LEN;
     // FastCGI spec §5.5: appStatus (uint32, a negative status as its two's complement), protocolStatus, reserved.
     out.writeUInt32BE(appStatus >>> 0, at);
@@ -221,7 +209,7 @@ export class OutputQueue {
       const size = FCGI_HEADER_LEN + total + pad;
       const at = this.#reserve(size);
       const out = this.#slab!;
-      header(out, at, type, requestId, total, pad);
+      writeHeader(out, at, type, requestId, total, pad);
       put(out, at + FCGI_HEADER_LEN, a);
       out.set(data, at + FCGI_HEADER_LEN + a.length);
       out.fill(0, at + FCGI_HEADER_LEN + total, at + size);
@@ -236,7 +224,7 @@ export class OutputQueue {
     for (let i = 0; i < records; i++) {
       const length = Math.min(STREAM_RECORD_CONTENT, total - offset);
       const last = i === records - 1;
-      header(glue, i * FCGI_HEADER_LEN, type, requestId, length, last ? pad : 0);
+      writeHeader(glue, i * FCGI_HEADER_LEN, type, requestId, length, last ? pad : 0);
       this.push(glue.subarray(i * FCGI_HEADER_LEN, (i + 1) * FCGI_HEADER_LEN));
       const end = offset + length;
       if (offset < a.length) this.push((a as Uint8Array).subarray(offset, Math.min(end, a.length)));

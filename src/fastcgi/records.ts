@@ -85,7 +85,11 @@ export function paddingFor(contentLength: number): number {
   return -contentLength & 7;
 }
 
-function writeHeader(
+/**
+ * writeHeader writes an 8-byte record header into `target` at `offset` (FastCGI spec §3.3) and
+ * returns where the content goes.
+ */
+export function writeHeader(
   target: Buffer,
   offset: number,
   type: number,
