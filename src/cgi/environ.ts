@@ -270,7 +270,8 @@ export function environBlockPairs(block: Uint8Array): [string, string][] {
 
 /**
  * hasRepeatedName tells whether an environment block names a variable more than once, looking
- * at the names' bytes only: the cheap test before {@link metaVariablesFromProcessEnv}.
+ * at the names' bytes only: the cheap test a caller makes before {@link metaVariablesFromProcessEnv},
+ * which decodes the whole block.
  */
 export function hasRepeatedName(block: Uint8Array): boolean {
   const bytes = Buffer.from(block.buffer, block.byteOffset, block.byteLength);
@@ -301,11 +302,12 @@ export function metaVariablesFromProcessEnv(
   block: Uint8Array | null,
 ): MetaVariables {
   const out: MetaVariables = { ...env };
-  if (block === null || !hasRepeatedName(block)) return out;
+  if (block === null) return out;
   const pairs = environBlockPairs(block);
   const seen = new Set<string>();
   const repeated = new Set<string>();
   for (const [name] of pairs) (seen.has(name) ? repeated : seen).add(name);
+  if (repeated.size === 0) return out;
   const merged = metaVariablesFromPairs(pairs.filter(([name]) => repeated.has(name)));
   for (const name of repeated) out[name] = merged[name];
   return out;

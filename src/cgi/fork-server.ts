@@ -13,6 +13,7 @@ import { Readable, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import spawn from 'cross-spawn';
 import { BridgeError } from '../errors.js';
+import { ProcessGroup } from './process-group.js';
 
 /**
  * CgiSpawn chooses how CGI programs are started: `helper` through the fork server, `direct` with
@@ -331,13 +332,9 @@ function messageOf(e: unknown): string {
   return e instanceof Error ? e.message.replace(/^cgi: /, '') : String(e);
 }
 
+// killGroup SIGKILLs a program's group; a pid that cannot lead one (a bad frame) is ignored.
 function killGroup(pgid: number): void {
-  if (!Number.isInteger(pgid) || pgid <= 1) return;
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // gone already
-  }
+  if (Number.isInteger(pgid) && pgid > 1) new ProcessGroup(pgid).signal('SIGKILL');
 }
 
 let current: ForkServer | undefined;

@@ -560,7 +560,8 @@ export class RecordDecoder {
     }
     const contentLength = (this.#header[4] << 8) | this.#header[5];
     const type = this.#header[1];
-    if (contentLength > 0 && this.#streamTypes.has(type)) {
+    const streamed = contentLength > 0 && this.#streamTypes.has(type);
+    if (streamed) {
       // A streamed type: what is here of the content goes on now, as a view. A small part of
       // a record still arriving (a peer sending a few bytes at a time) is gathered instead, up
       // to the end of the record, so that each piece is worth handing to an app.
@@ -586,20 +587,7 @@ export class RecordDecoder {
       }
       this.#contentFilled += n;
       pos += n;
-      const skip = Math.min(this.#paddingLeft, buf.length - pos);
-      this.#paddingLeft -= skip;
-      pos += skip;
-      if (this.#contentFilled < contentLength || this.#paddingLeft > 0) {
-        // Held: the header, and what is gathered; what went on as views is not.
-        this.#partialBytes = this.#headerFilled + this.#gatherFilled;
-        return pos;
-      }
-      this.#headerFilled = 0;
-      this.#contentFilled = 0;
-      this.#partialBytes = 0;
-      return pos;
-    }
-    if (this.#contentFilled < contentLength) {
+    } else if (this.#contentFilled < contentLength) {
       if (this.#content === null && buf.length - pos >= contentLength) {
         this.#content = buf.subarray(pos, pos + contentLength);
         this.#contentFilled = contentLength;
@@ -616,15 +604,21 @@ export class RecordDecoder {
     this.#paddingLeft -= skip;
     pos += skip;
     if (this.#contentFilled < contentLength || this.#paddingLeft > 0) {
-      this.#partialBytes += pos - start;
+      // Held: the header and the content so far; of a streamed record, only what is gathered
+      // (what went on as views is not).
+      this.#partialBytes = streamed
+        ? this.#headerFilled + this.#gatherFilled
+        : this.#partialBytes + pos - start;
       return pos;
     }
-    this.#ready.push({
-      version: FCGI_VERSION_1,
-      type: this.#header[1],
-      requestId: (this.#header[2] << 8) | this.#header[3],
-      content: this.#content ?? EMPTY,
-    });
+    if (!streamed) {
+      this.#ready.push({
+        version: FCGI_VERSION_1,
+        type,
+        requestId: (this.#header[2] << 8) | this.#header[3],
+        content: this.#content ?? EMPTY,
+      });
+    }
     this.#headerFilled = 0;
     this.#content = null;
     this.#contentFilled = 0;

@@ -358,10 +358,16 @@ class Exchange {
     try {
       return await this.runInner(returned, threw);
     } finally {
-      if (this.abortListener !== null) {
-        this.listeningTo?.removeEventListener('abort', this.abortListener);
-      }
+      this.stopListening();
     }
+  }
+
+  // stopListening removes the abort listener raceAbort added, if any.
+  private stopListening(): void {
+    if (this.abortListener !== null) {
+      this.listeningTo?.removeEventListener('abort', this.abortListener);
+    }
+    this.listeningTo = undefined;
   }
 
   // tryArrayNow sends an array body returned synchronously without promises, when nothing
@@ -430,10 +436,7 @@ class Exchange {
     } catch (e) {
       return this.writerGone(e);
     } finally {
-      if (this.abortListener !== null) {
-        this.listeningTo?.removeEventListener('abort', this.abortListener);
-      }
-      this.listeningTo = undefined;
+      this.stopListening();
     }
     return this.stepsNow(next, chunks);
   }

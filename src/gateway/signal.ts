@@ -91,14 +91,22 @@ const SIGNAL_PROPERTY: PropertyDescriptor = {
     return source instanceof RequestSignal ? source.app : undefined;
   },
   set(this: object, value: unknown): void {
-    Object.defineProperty(this, 'gateway.signal', {
-      value,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
+    replaceSignal(this, value);
   },
 };
+
+/**
+ * replaceSignal makes `gateway.signal` on `environ` a plain data property holding `value`:
+ * what assigning it does where a front end or wrapper defined it as an accessor.
+ */
+export function replaceSignal(environ: object, value: unknown): void {
+  Object.defineProperty(environ, 'gateway.signal', {
+    value,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}
 
 /** requestSignalOf returns the environ's {@link RequestSignal}, if its front end installed one. */
 export function requestSignalOf(environ: object): RequestSignal | undefined {

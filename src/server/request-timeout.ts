@@ -3,7 +3,7 @@
 // answers 504 before headers or cuts the response off after them (DESIGN.md, Settled details).
 import { BridgeError } from '../errors.js';
 import { kBodyLength } from '../gateway/file-wrapper.js';
-import { requestSignalOf } from '../gateway/signal.js';
+import { replaceSignal, requestSignalOf } from '../gateway/signal.js';
 import type { Body, Chunk, GatewayApp } from '../gateway/types.js';
 
 const noop = (): void => undefined;
@@ -90,14 +90,7 @@ export function withRequestTimeout(
         configurable: true,
         enumerable: true,
         get: (): AbortSignal => (signal ??= AbortSignal.any([plain, own()])),
-        set: (value: unknown): void => {
-          Object.defineProperty(environ, 'gateway.signal', {
-            value,
-            writable: true,
-            enumerable: true,
-            configurable: true,
-          });
-        },
+        set: (value: unknown): void => replaceSignal(environ, value),
       });
     }
     const returned = app(environ, startResponse);
