@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { acceptsConnections, alive, descendants, runUser, sleep } from './fastcgi-proc.js';
+import { acceptsConnections, descendants, runUser, stopper } from './fastcgi-proc.js';
 
 const PHP_FPM = process.env.PHP_FPM ?? '/usr/sbin/php-fpm8.2';
 const GO = process.env.GO ?? '/usr/bin/go';
@@ -44,7 +44,6 @@ async function launch(dir, name, cmd, args, socket, env = {}) {
   } finally {
     closeSync(fd);
   }
-  const exited = new Promise((resolve) => child.once('exit', resolve));
   const log = () => {
     try {
       return readFileSync(logFile, 'utf8');
@@ -52,12 +51,7 @@ async function launch(dir, name, cmd, args, socket, env = {}) {
       return '';
     }
   };
-  const stop = async () => {
-    const kids = descendants(child.pid);
-    if (alive(child.pid)) child.kill('SIGTERM');
-    await Promise.race([exited, sleep(5000)]);
-    for (const pid of [child.pid, ...kids]) if (alive(pid)) process.kill(pid, 'SIGKILL');
-  };
+  const stop = stopper(child, 5000, { descendants: true });
   if (!(await acceptsConnections(socket))) {
     await stop();
     throw new Error(`${name} did not listen on ${socket}:\n${log()}`);

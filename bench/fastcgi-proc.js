@@ -19,6 +19,20 @@ export function freePort() {
   });
 }
 
+/**
+ * stopper returns `stop()` for a spawned child: SIGTERM, then after `graceMs` SIGKILL for it
+ * and for the `descendants` it had when stop() began (when asked), each by pid.
+ */
+export function stopper(child, graceMs, { descendants: withKids = false } = {}) {
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return async () => {
+    const kids = withKids ? descendants(child.pid) : [];
+    if (alive(child.pid)) child.kill('SIGTERM');
+    await Promise.race([exited, sleep(graceMs)]);
+    for (const pid of [child.pid, ...kids]) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  };
+}
+
 /** alive tells whether `pid` exists and is not a zombie (PID 1 here may not reap). */
 export function alive(pid) {
   try {

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEBIAN_FASTCGI_PARAMS, NGINX, launchNginx, readText } from './nginx-conf.js';
-import { acceptsConnections, alive, descendants, runUser, sleep } from './fastcgi-proc.js';
+import { acceptsConnections, alive, descendants, runUser, sleep, stopper } from './fastcgi-proc.js';
 
 export { NGINX };
 export const FCGIWRAP = process.env.FCGIWRAP ?? '/usr/sbin/fcgiwrap';
@@ -66,12 +66,7 @@ export async function startBridge(root, dir, cgiDir, { processes, prefix, spawn:
   } finally {
     closeSync(fd);
   }
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const stop = async () => {
-    if (alive(child.pid)) child.kill('SIGTERM');
-    await Promise.race([exited, sleep(15_000)]);
-    if (alive(child.pid)) child.kill('SIGKILL');
-  };
+  const stop = stopper(child, 15_000);
   if (!(await acceptsConnections(socket))) {
     await stop();
     throw new Error(`cgi-bridge did not listen on ${socket}:\n${readText(logFile)}`);

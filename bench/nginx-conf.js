@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { acceptsConnections, alive, freePort, runUser, sleep } from './fastcgi-proc.js';
+import { acceptsConnections, freePort, runUser, stopper } from './fastcgi-proc.js';
 
 /** NGINX is the nginx binary (NGINX overrides). */
 export const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
@@ -95,12 +95,7 @@ export async function launchNginx({ stateDir, label, workerConnections, http }) 
   const child = spawn(NGINX, ['-p', `${stateDir}/`, '-c', conf, '-e', errorLog], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const stop = async () => {
-    if (alive(child.pid)) child.kill('SIGTERM');
-    await Promise.race([exited, sleep(5000)]);
-    if (alive(child.pid)) child.kill('SIGKILL');
-  };
+  const stop = stopper(child, 5000);
   if (!(await acceptsConnections(port))) {
     await stop();
     throw new Error(`nginx did not start; config ${conf}\n${readText(errorLog)}`);
