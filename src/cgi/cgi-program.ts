@@ -68,8 +68,21 @@ export const AUTO_HELPER_RSS = 512 * 1024 * 1024;
 
 const noop = (): void => undefined;
 
-function delay(ms: number): Promise<'timeout'> {
-  return new Promise((resolve) => setTimeout(resolve, ms, 'timeout'));
+/**
+ * raceTimeout resolves with what `p` resolves with, or with 'timeout' after `ms`. The timer is
+ * cleared once `p` settles: a pending timer would keep the whole request reachable (through
+ * the race's continuation) until it fired, and so out of the young generation.
+ */
+async function raceTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(resolve, ms, 'timeout');
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -295,10 +308,7 @@ export class CgiProgram {
    * it ended. A program that is still running then is stopped as `lingered`.
    */
   async outcome(): Promise<ProgramOutcome> {
-    const r = await Promise.race([
-      Promise.all([this.exited, this.stderrDone]),
-      delay(EXIT_AFTER_EOF_MS),
-    ]);
+    const r = await raceTimeout(Promise.all([this.exited, this.stderrDone]), EXIT_AFTER_EOF_MS);
     if (r === 'timeout' && !this.hasExited) this.stop('lingered');
     return {
       code: this.exitCode,

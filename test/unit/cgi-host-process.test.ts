@@ -160,6 +160,15 @@ describe('the bridge itself exiting', { timeout: 30_000 }, () => {
 });
 
 describe('CgiProgram', { timeout: 30_000 }, () => {
+  test('a finished request leaves no timer behind (a timer would keep the request reachable)', async () => {
+    const timers = (): number =>
+      process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const r = await serveCgi(host('hello.sh'));
+    assert.equal(r.status, 200, r.log.join('\n'));
+    assert.equal(timers(), before);
+  });
+
   test('output written before the host reads is kept, even after the program exited', async () => {
     const { CgiProgram } = await import('../../src/cgi/cgi-program.js');
     const { environ } = makeEnviron();
