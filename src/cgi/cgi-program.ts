@@ -5,7 +5,8 @@
 import type { Readable, Writable } from 'node:stream';
 import spawn from 'cross-spawn';
 import type { ErrorStream, InputStream } from '../gateway/types.js';
-import { forkServer, type CgiSpawn, type ProgramProcess } from './fork-server.js';
+import { compiledForkServer, forkServer, type ProgramProcess } from './fork-server.js';
+import type { CgiSpawn } from './spawn-options.js';
 import { ProcessGroup } from './process-group.js';
 
 /** ProgramSpec says what to run and how. */
@@ -58,11 +59,12 @@ const EXIT_AFTER_EOF_MS = 1000;
 const MAX_STDERR_LINE = 8192;
 
 /**
- * AUTO_HELPER_RSS is the resident size from which `auto` starts programs through the fork
- * server: 512 MiB. Measured on a 2-vCPU VM (bench/results/legacy.md), one `hello.sh` costs
- * about the same CPU either way for a worker of 400 MiB (7 ms); below that a direct spawn is
- * as cheap and starts the program sooner, above it forking the worker costs more and more
- * (10 ms at 850 MiB and 1.7 GiB, against 7-8 ms through the fork server).
+ * AUTO_HELPER_RSS is the resident size from which `auto` starts programs through the Perl fork
+ * server (the C one, when built, is used at any size): 512 MiB. Measured on a 2-vCPU VM
+ * (bench/results/legacy.md), one `hello.sh` costs about the same CPU either way for a worker
+ * of 400 MiB (7 ms); below that a direct spawn is as cheap and starts the program sooner, above
+ * it forking the worker costs more and more (10 ms at 850 MiB and 1.7 GiB, against 7-8 ms
+ * through the Perl fork server).
  */
 export const AUTO_HELPER_RSS = 512 * 1024 * 1024;
 
@@ -113,16 +115,17 @@ export class CgiProgram {
   private readonly onAbort = (): void => this.stop('aborted');
 
   /**
-   * start runs the program the way `spec.spawn` says: `helper` and `auto` through this process's
-   * fork server (which does what cross-spawn does below, without forking this big process),
-   * `direct`, or `auto` where the fork server cannot start, with cross-spawn. It rejects only
+   * start runs the program the way `spec.spawn` says: `helper` and `auto` (see CgiSpawn) through
+   * this process's fork server (which does what cross-spawn does below, without forking this
+   * process), `direct`, or `auto` where the fork server cannot start, with cross-spawn. It rejects only
    * when the fork server fails (`CGI_ERR_FORK_SERVER`) or the request cannot be passed to a
    * program (a NUL byte); a program that cannot be started is `spawnError`, as with cross-spawn.
    */
   static async start(spec: ProgramSpec): Promise<CgiProgram> {
     const mode = spec.spawn ?? 'direct';
     const helper =
-      mode === 'helper' || (mode === 'auto' && process.memoryUsage.rss() >= AUTO_HELPER_RSS);
+      mode === 'helper' ||
+      (mode === 'auto' && (compiledForkServer() || process.memoryUsage.rss() >= AUTO_HELPER_RSS));
     const server = helper ? await forkServer(mode === 'auto' ? 'auto' : 'helper') : undefined;
     if (server === undefined) return new CgiProgram(spec);
     const child = await server.spawn({

@@ -1,11 +1,13 @@
-// The host side's fork server (Apache mod_cgid's design): a small Perl process (fork-server.pl),
-// started once per Node process at the first program start, forks and execs the CGI programs.
-// node's own spawn fork()s the whole Node process, after which every page it writes is a
-// copy-on-write fault: hundreds per request. Programs started here are still the leaders of
-// their own process groups, which the host signals by pid as before (same uid).
+// The host side's fork server (Apache mod_cgid's design): a small process, started once per Node
+// process at the first program start, that forks and execs the CGI programs: fork-server.c as
+// compiled at install (vfork(), a few small tables) or, without a C compiler, fork-server.pl.
+// Both speak the protocol described at the top of fork-server.pl. node's own spawn fork()s the
+// whole Node process, after which every page it writes is a copy-on-write fault: hundreds per
+// request. Programs started here are still the leaders of their own process groups, which the
+// host signals by pid as before (same uid).
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,14 +16,7 @@ import { fileURLToPath } from 'node:url';
 import spawn from 'cross-spawn';
 import { BridgeError } from '../errors.js';
 import { ProcessGroup } from './process-group.js';
-
-/**
- * CgiSpawn chooses how CGI programs are started: `helper` through the fork server, `direct` with
- * cross-spawn from this process, `auto` (the default) the fork server when this process is
- * large (see AUTO_HELPER_RSS in cgi-program.ts) and it can start (perl found, not Windows),
- * otherwise direct.
- */
-export type CgiSpawn = 'auto' | 'helper' | 'direct';
+import { forkServerKind, type ForkServerKind } from './spawn-options.js';
 
 /** ProgramProcess is the part of a ChildProcess a CgiProgram uses; the fork server's fit it too. */
 export interface ProgramProcess {
@@ -49,6 +44,7 @@ export interface SpawnRequest {
 const READY_TIMEOUT_MS = 15_000;
 const FRAME_HEAD = 9; // type (1), id (u32), length (u32)
 const SCRIPT = fileURLToPath(new URL('./fork-server.pl', import.meta.url));
+const BINARY = fileURLToPath(new URL('./fork-server', import.meta.url));
 
 const noop = (): void => undefined;
 const log = (line: string): void => void process.stderr.write(`cgi-bridge: ${line}\n`);
@@ -117,7 +113,7 @@ interface Starting {
   reject(e: unknown): void;
 }
 
-/** ForkServer owns one fork-server.pl process and the programs it started. */
+/** ForkServer owns one fork server process (fork-server.c or .pl) and the programs it started. */
 export class ForkServer {
   readonly pid: number | undefined;
   readonly ready: Promise<void>;
@@ -132,11 +128,15 @@ export class ForkServer {
   private pending: Buffer = Buffer.alloc(0);
   private isReady = false;
 
-  constructor(perl: string) {
+  constructor(
+    /** kind is which fork server this is. */
+    readonly kind: ForkServerKind,
+  ) {
+    const command = commandFor(kind);
     // mkdtemp makes the directory 0700: only our uid can connect to the socket in it.
     this.dir = mkdtempSync(join(tmpdir(), 'cgi-bridge-spawn-'));
     this.socketPath = join(this.dir, 's');
-    this.child = spawn(perl, [SCRIPT, this.socketPath], {
+    this.child = spawn(command[0]!, [...command.slice(1), this.socketPath], {
       // No PERL5LIB or PERL5OPT of ours: nothing but perl-base is loaded.
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C' },
       stdio: ['pipe', 'pipe', 'inherit'],
@@ -339,26 +339,65 @@ function killGroup(pgid: number): void {
 
 let current: ForkServer | undefined;
 let gaveUp = false;
+let cFailed = false;
+let hasBinary: boolean | undefined;
 
 /**
- * forkServer returns this process's fork server, started on first use and again after it died.
- * `helper`: one that cannot start is an error (`CGI_ERR_FORK_SERVER`). `auto`: undefined, and
- * from then on for this process (programs are then started directly), after one log line;
- * undefined at once on Windows. `CGI_BRIDGE_PERL` names the perl to run (default: `perl` on PATH).
+ * compiledForkServer tells whether programs would be started by the C fork server: it was
+ * built (dist/src/cgi/fork-server, next to this module) and CGI_BRIDGE_FORK_SERVER does not
+ * say `perl`, and it did not fail to start in this process before.
  */
-export async function forkServer(mode: 'auto' | 'helper'): Promise<ForkServer | undefined> {
-  if (mode === 'auto' && (gaveUp || process.platform === 'win32')) return undefined;
-  let server = current;
+export function compiledForkServer(): boolean {
+  hasBinary ??= existsSync(BINARY);
+  return hasBinary && !cFailed && forkServerKind() !== 'perl';
+}
+
+// commandFor is the argv of a fork server of `kind` (its socket path is appended).
+function commandFor(kind: ForkServerKind): string[] {
+  return kind === 'c' ? [BINARY] : [process.env.CGI_BRIDGE_PERL || 'perl', SCRIPT];
+}
+
+async function startServer(kind: ForkServerKind): Promise<ForkServer> {
+  const server = new ForkServer(kind);
+  current = server;
   try {
-    if (server === undefined || server.exited) {
-      server = new ForkServer(process.env.CGI_BRIDGE_PERL || 'perl');
-      current = server;
-    }
     await server.ready;
     return server;
   } catch (e) {
-    if (server !== undefined && current === server) current = undefined;
-    server?.stop();
+    if (current === server) current = undefined;
+    server.stop();
+    throw e;
+  }
+}
+
+/**
+ * forkServer returns this process's fork server, started on first use and again after it died:
+ * the C one when it was built (one that cannot start is logged once, and the Perl one is used
+ * from then on), else the Perl one. `helper`: one that cannot start is an error
+ * (`CGI_ERR_FORK_SERVER`). `auto`: undefined, and from then on for this process (programs are
+ * then started directly), after one log line; undefined at once on Windows. `CGI_BRIDGE_PERL`
+ * names the perl to run (default: `perl` on PATH).
+ */
+export async function forkServer(mode: 'auto' | 'helper'): Promise<ForkServer | undefined> {
+  if (mode === 'auto' && (gaveUp || process.platform === 'win32')) return undefined;
+  if (current !== undefined && !current.exited) {
+    await current.ready.catch(noop);
+    if (current !== undefined && !current.exited) return current;
+  }
+  try {
+    if (compiledForkServer()) {
+      try {
+        return await startServer('c');
+      } catch (e) {
+        if (forkServerKind() === 'c') throw e;
+        cFailed = true;
+        log(`cgi: the C fork server could not start (${messageOf(e)}); the Perl one is used`);
+      }
+    } else if (forkServerKind() === 'c') {
+      throw forkServerError(`CGI_BRIDGE_FORK_SERVER is c, but ${BINARY} was not built`);
+    }
+    return await startServer('perl');
+  } catch (e) {
     if (mode === 'helper')
       throw forkServerError(`the fork server could not start: ${messageOf(e)}`, e);
     if (!gaveUp) {

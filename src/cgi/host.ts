@@ -6,7 +6,6 @@ import { BridgeError, isBridgeError } from '../errors.js';
 import { emptyInput } from '../gateway/input.js';
 import type { Body, Environ, GatewayApp, StartResponse } from '../gateway/types.js';
 import type { CgiProgram, ProgramOutcome } from './cgi-program.js';
-import type { CgiSpawn } from './fork-server.js';
 import { CgiResponseParser, reasonFor } from './cgi-response.js';
 import {
   childEnvironment,
@@ -18,6 +17,7 @@ import { bodyLength } from './environ.js';
 import { requestPath, splitTarget } from './http-meta.js';
 import { DEFAULT_KILL_GRACE_MS } from './process-group.js';
 import { CgiBinDirectory, type ScriptLocation } from './script-path.js';
+import { spawnOption, type CgiSpawn } from './spawn-options.js';
 
 /** CgiTarget is what {@link fromCgi} runs: one program, or any program in a cgi-bin directory. */
 export type CgiTarget = { script: string } | { dir: string };
@@ -94,20 +94,6 @@ interface Located extends ScriptLocation {
 let programModule: Promise<typeof import('./cgi-program.js')> | undefined;
 const loadProgram = (): Promise<typeof import('./cgi-program.js')> =>
   (programModule ??= import('./cgi-program.js'));
-
-/**
- * spawnOption checks fromCgi's `spawn`; without one, `CGI_BRIDGE_SPAWN` from the environment
- * decides, else `auto`.
- */
-function spawnOption(given: unknown): CgiSpawn {
-  const env = process.env.CGI_BRIDGE_SPAWN;
-  const [v, name] = given !== undefined ? [given, 'spawn'] : [env || 'auto', 'CGI_BRIDGE_SPAWN'];
-  if (v === 'auto' || v === 'helper' || v === 'direct') return v;
-  throw new BridgeError(
-    'CGI_ERR_BAD_OPTION',
-    `cgi: fromCgi ${name} must be auto, helper or direct, not ${JSON.stringify(v)}`,
-  );
-}
 
 /** describeExit renders how a program ended for a log line: `exit code 3`, `killed by SIGTERM` … */
 function describeExit(o: ProgramOutcome): string {

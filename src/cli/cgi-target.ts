@@ -5,7 +5,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { reasonFor } from '../cgi/cgi-response.js';
-import type { CgiSpawn } from '../cgi/fork-server.js';
+import type { CgiSpawn } from '../cgi/spawn-options.js';
 import { fromCgi } from '../cgi/host.js';
 import { BridgeError } from '../errors.js';
 import type { Body, GatewayApp, StartResponse } from '../gateway/types.js';
