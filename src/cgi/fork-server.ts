@@ -137,7 +137,7 @@ export class ForkServer {
     this.dir = mkdtempSync(join(tmpdir(), 'cgi-bridge-spawn-'));
     this.socketPath = join(this.dir, 's');
     this.child = spawn(command[0]!, [...command.slice(1), this.socketPath], {
-      // No PERL5LIB or PERL5OPT of ours: nothing but perl-base is loaded.
+      // No PERL5LIB or PERL5OPT of ours: the Perl one loads nothing but perl-base.
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C' },
       stdio: ['pipe', 'pipe', 'inherit'],
       shell: false,
@@ -338,6 +338,7 @@ function killGroup(pgid: number): void {
 }
 
 let current: ForkServer | undefined;
+let starting: Promise<ForkServer> | undefined;
 let gaveUp = false;
 let cFailed = false;
 let hasBinary: boolean | undefined;
@@ -359,44 +360,47 @@ function commandFor(kind: ForkServerKind): string[] {
 
 async function startServer(kind: ForkServerKind): Promise<ForkServer> {
   const server = new ForkServer(kind);
-  current = server;
   try {
     await server.ready;
-    return server;
   } catch (e) {
-    if (current === server) current = undefined;
     server.stop();
     throw e;
   }
+  current = server;
+  return server;
+}
+
+// startOne starts the C fork server when it was built (falling back to the Perl one when it
+// cannot start, unless CGI_BRIDGE_FORK_SERVER says c), else the Perl one.
+async function startOne(): Promise<ForkServer> {
+  if (compiledForkServer()) {
+    try {
+      return await startServer('c');
+    } catch (e) {
+      if (forkServerKind() === 'c') throw e;
+      cFailed = true;
+      log(`cgi: the C fork server could not start (${messageOf(e)}); the Perl one is used`);
+    }
+  } else if (forkServerKind() === 'c') {
+    throw forkServerError(`CGI_BRIDGE_FORK_SERVER is c, but ${BINARY} was not built`);
+  }
+  return startServer('perl');
 }
 
 /**
- * forkServer returns this process's fork server, started on first use and again after it died:
- * the C one when it was built (one that cannot start is logged once, and the Perl one is used
- * from then on), else the Perl one. `helper`: one that cannot start is an error
- * (`CGI_ERR_FORK_SERVER`). `auto`: undefined, and from then on for this process (programs are
- * then started directly), after one log line; undefined at once on Windows. `CGI_BRIDGE_PERL`
- * names the perl to run (default: `perl` on PATH).
+ * forkServer returns this process's fork server, started on first use and again after it died
+ * (requests that come while one starts wait for that one): the C one when it was built (one
+ * that cannot start is logged once, and the Perl one is used from then on), else the Perl one.
+ * `helper`: one that cannot start is an error (`CGI_ERR_FORK_SERVER`). `auto`: undefined, and
+ * from then on for this process (programs are then started directly), after one log line;
+ * undefined at once on Windows. `CGI_BRIDGE_PERL` names the perl to run (default: `perl` on PATH).
  */
 export async function forkServer(mode: 'auto' | 'helper'): Promise<ForkServer | undefined> {
   if (mode === 'auto' && (gaveUp || process.platform === 'win32')) return undefined;
-  if (current !== undefined && !current.exited) {
-    await current.ready.catch(noop);
-    if (current !== undefined && !current.exited) return current;
-  }
+  if (current !== undefined && !current.exited) return current;
   try {
-    if (compiledForkServer()) {
-      try {
-        return await startServer('c');
-      } catch (e) {
-        if (forkServerKind() === 'c') throw e;
-        cFailed = true;
-        log(`cgi: the C fork server could not start (${messageOf(e)}); the Perl one is used`);
-      }
-    } else if (forkServerKind() === 'c') {
-      throw forkServerError(`CGI_BRIDGE_FORK_SERVER is c, but ${BINARY} was not built`);
-    }
-    return await startServer('perl');
+    starting ??= startOne().finally(() => (starting = undefined));
+    return await starting;
   } catch (e) {
     if (mode === 'helper')
       throw forkServerError(`the fork server could not start: ${messageOf(e)}`, e);
