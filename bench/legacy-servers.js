@@ -34,12 +34,19 @@ async function stopPids(pids, marker) {
 
 /**
  * startBridge runs `cgi-bridge fastcgi --cgi-bin DIR --cgi-prefix PREFIX --processes N
- * --cgi-spawn SPAWN` on a unix socket (mode 0666: nginx's workers are www-data when we are root)
- * and resolves with `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
+ * --cgi-spawn SPAWN` on a unix socket (mode 0666: nginx's workers are www-data when we are root),
+ * with CGI_BRIDGE_FORK_SERVER=FORKSERVER when given (`c`, `perl`), and resolves with
+ * `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
  */
-export async function startBridge(root, dir, cgiDir, { processes, prefix, spawn: how = 'auto' }) {
-  const socket = join(dir, `bridge-${how}.sock`);
-  const logFile = join(dir, `bridge-${how}.log`);
+export async function startBridge(
+  root,
+  dir,
+  cgiDir,
+  { processes, prefix, spawn: how = 'auto', forkServer },
+) {
+  const name = forkServer ? `${how}-${forkServer}` : how;
+  const socket = join(dir, `bridge-${name}.sock`);
+  const logFile = join(dir, `bridge-${name}.log`);
   const fd = openSync(logFile, 'a');
   let child;
   try {
@@ -61,7 +68,10 @@ export async function startBridge(root, dir, cgiDir, { processes, prefix, spawn:
         '--cgi-spawn',
         how,
       ],
-      { stdio: ['ignore', fd, fd], env: { PATH, LANG: 'C' } },
+      {
+        stdio: ['ignore', fd, fd],
+        env: { PATH, LANG: 'C', ...(forkServer ? { CGI_BRIDGE_FORK_SERVER: forkServer } : {}) },
+      },
     );
   } finally {
     closeSync(fd);
@@ -74,9 +84,9 @@ export async function startBridge(root, dir, cgiDir, { processes, prefix, spawn:
   // Wait for every worker: the master accepts on the socket before they all booted.
   for (let i = 0; i < 200 && !/\(\d+ worker\(s\)/.test(readText(logFile)); i++) await sleep(50);
   const workers = () => descendants(child.pid).filter((p) => cmdlineOf(p).includes('worker-entry'));
-  // The workers' fork servers (src/cgi/fork-server.pl), which start the programs for them.
+  // The workers' fork servers (src/cgi/fork-server.c or .pl), which start the programs for them.
   const helpers = () =>
-    descendants(child.pid).filter((p) => cmdlineOf(p).includes('fork-server.pl'));
+    descendants(child.pid).filter((p) => /\/fork-server(\.pl)? /.test(cmdlineOf(p)));
   return {
     socket,
     pid: child.pid,

@@ -2,7 +2,7 @@
 // program costs, sequentially, one at a time: a raw fork+exec loop in C (the floor; what
 // fcgiwrap pays), node's child_process.spawn and cross-spawn with the options the CGI host uses
 // (own process group, pipes, an allow-listed environment), the fork server
-// (src/cgi/fork-server.pl, which forks for node), and fromCgi's whole request path (path
+// (src/cgi/fork-server.c and .pl, which fork for node), and fromCgi's whole request path (path
 // resolution, spawn, head parsing, exit) both ways — each for /bin/true, a shell hello and a
 // Perl hello. Variants alternate within each round so that a change of load hits all alike.
 import { spawn, spawnSync } from 'node:child_process';
@@ -104,11 +104,13 @@ async function perProgram(n, fn, helperPid = () => undefined) {
   };
 }
 
-// forkServerRunner returns a function that starts `program` through the fork server, the way the
-// host does (no stdin, an allow-listed environment), and waits for its end.
-async function forkServerRunner(root, program) {
+// forkServerRunner returns a function that starts `program` through a fork server of `kind`
+// (`c`, `perl`), the way the host does (no stdin, an allow-listed environment), and waits for
+// its end. Each runner has a fork server of its own.
+async function forkServerRunner(root, program, kind) {
   const fs = await import(pathToFileURL(join(root, 'dist/src/cgi/fork-server.js')).href);
-  const server = await fs.forkServer('helper');
+  const server = new fs.ForkServer(kind);
+  await server.ready;
   const run = async () => {
     const child = await server.spawn({
       executable: program,
@@ -122,7 +124,7 @@ async function forkServerRunner(root, program) {
     for await (const chunk of child.stdout) void chunk;
     await exited;
   };
-  return { run, helperPid: () => fs.currentForkServer()?.pid };
+  return { run, helperPid: () => server.pid, stop: () => server.stop() };
 }
 
 function forkExecLoop(forkExec, n, program) {
@@ -178,7 +180,9 @@ async function fromCgiRunner(root, program, how) {
 export async function measureSpawn({ root, dir, programs, n = 100, rounds = 3, log }) {
   const forkExec = compileForkExec(dir);
   const crossSpawn = createRequire(join(root, 'package.json'))('cross-spawn');
+  const fs = await import(pathToFileURL(join(root, 'dist/src/cgi/fork-server.js')).href);
   const variants = [];
+  const stoppers = [];
   for (const [label, program] of Object.entries(programs)) {
     if (forkExec !== null) {
       variants.push({
@@ -197,12 +201,19 @@ export async function measureSpawn({ root, dir, programs, n = 100, rounds = 3, l
       program: label,
       run: () => perProgram(n, () => runOnce(crossSpawn, program)),
     });
-    const helper = await forkServerRunner(root, program);
-    variants.push({
-      how: 'fork server: node + fork-server.pl',
-      program: label,
-      run: () => perProgram(n, helper.run, helper.helperPid),
-    });
+    for (const kind of ['c', 'perl']) {
+      const helper = await forkServerRunner(root, program, kind).catch((e) => {
+        log?.(`legacy: no ${kind} fork server: ${e.message}`);
+        return undefined;
+      });
+      if (helper === undefined) continue;
+      stoppers.push(helper.stop);
+      variants.push({
+        how: `fork server: node + fork-server.${kind === 'c' ? 'c (vfork)' : 'pl (fork)'}`,
+        program: label,
+        run: () => perProgram(n, helper.run, helper.helperPid),
+      });
+    }
     const viaHost = await fromCgiRunner(root, program, 'direct');
     variants.push({
       how: 'fromCgi: resolve + cross-spawn + parse + exit',
@@ -211,15 +222,19 @@ export async function measureSpawn({ root, dir, programs, n = 100, rounds = 3, l
     });
     const viaHelper = await fromCgiRunner(root, program, 'helper');
     variants.push({
-      how: 'fromCgi: resolve + fork server + parse + exit',
+      how: "fromCgi: resolve + fork server (the default's) + parse + exit",
       program: label,
-      run: () => perProgram(n, viaHelper, helper.helperPid),
+      run: () => perProgram(n, viaHelper, () => fs.currentForkServer()?.pid),
     });
   }
-  for (const v of variants) v.runs = [];
-  for (let r = 0; r < rounds; r++) {
-    for (const v of variants) v.runs.push(await v.run());
-    log?.(`legacy: spawn round ${r + 1}/${rounds} done`);
+  try {
+    for (const v of variants) v.runs = [];
+    for (let r = 0; r < rounds; r++) {
+      for (const v of variants) v.runs.push(await v.run());
+      log?.(`legacy: spawn round ${r + 1}/${rounds} done`);
+    }
+  } finally {
+    for (const stop of stoppers) stop();
   }
   return variants.map(({ how, program, runs }) => ({ how, program, runs }));
 }

@@ -2,7 +2,8 @@
 // The legacy-CGI benchmark table (`npm run bench`, or alone: `node bench/legacy.js`): a shell
 // hello and a Perl hello, each started per request, behind
 //   nginx -> cgi-bridge fastcgi --cgi-bin (a master + 4 workers; programs started by each
-//            worker's fork server, and for comparison with --cgi-spawn direct),
+//            worker's fork server: the C one, the default where it was built, and the Perl
+//            one; and for comparison with --cgi-spawn direct),
 //   nginx -> fcgiwrap (4 processes under spawn-fcgi, the usual Debian setup),
 //   Apache (event MPM) mod_cgid,
 // in one run, interleaved (every round runs every backend and script once, in a rotated order,
@@ -159,39 +160,45 @@ function whereTheTimeGoes(results, spawnRows) {
     lines.push(
       `- \`${s}\`: cgi-bridge's own processes (master, workers and their fork servers) spend ` +
         `${fmt(med('bridge', s, 'cpuMs'), 2)} ms of CPU and take ${fmt(med('bridge', s, 'faults'))} ` +
-        `page faults per request, of which the fork servers ${fmt(med('bridge', s, 'helperCpuMs'), 2)} ms ` +
-        `and ${fmt(med('bridge', s, 'helperFaults'))}; with \`--cgi-spawn direct\` ` +
-        `${fmt(med('direct', s, 'cpuMs'), 2)} ms and ${fmt(med('direct', s, 'faults'))}; ` +
-        `fcgiwrap's ${fmt(med('wrap', s, 'cpuMs'), 2)} ms and ${fmt(med('wrap', s, 'faults'))}.`,
+        `page faults per request, of which the C fork servers ${fmt(med('bridge', s, 'helperCpuMs'), 2)} ms ` +
+        `and ${fmt(med('bridge', s, 'helperFaults'))}; with the Perl fork server ` +
+        `${fmt(med('perl', s, 'cpuMs'), 2)} ms and ${fmt(med('perl', s, 'faults'))} (the Perl ` +
+        `processes ${fmt(med('perl', s, 'helperCpuMs'), 2)} ms and ${fmt(med('perl', s, 'helperFaults'))}); ` +
+        `with \`--cgi-spawn direct\` ${fmt(med('direct', s, 'cpuMs'), 2)} ms and ` +
+        `${fmt(med('direct', s, 'faults'))}; fcgiwrap's ${fmt(med('wrap', s, 'cpuMs'), 2)} ms and ` +
+        `${fmt(med('wrap', s, 'faults'))}.`,
     );
   }
   const c = (f) => spawnMed('C fork', '/bin/true', f);
   const n = (f) => spawnMed('node child_process', '/bin/true', f);
   const x = (f) => spawnMed('cross-spawn', '/bin/true', f);
-  const k = (f) => spawnMed('fork server', '/bin/true', f);
+  const kc = (f) => spawnMed('fork server: node + fork-server.c', '/bin/true', f);
+  const kp = (f) => spawnMed('fork server: node + fork-server.pl', '/bin/true', f);
   const hd = (f) => spawnMed('fromCgi: resolve + cross-spawn', 'hello.sh', f);
   const hh = (f) => spawnMed('fromCgi: resolve + fork server', 'hello.sh', f);
   lines.push(
     `- Starting \`/bin/true\` costs the starting process(es) ${fmt(c('cpuMs'), 2)} ms of CPU and ` +
       `${fmt(c('faults'))} faults from C, ${fmt(n('cpuMs'), 2)} ms and ${fmt(n('faults'))} from ` +
       `node's child_process.spawn, ${fmt(x('cpuMs'), 2)} ms and ${fmt(x('faults'))} through ` +
-      `cross-spawn, ${fmt(k('cpuMs'), 2)} ms and ${fmt(k('faults'))} through the fork server ` +
-      `(node and the Perl process together); fromCgi's whole request path for \`hello.sh\` ` +
+      `cross-spawn, ${fmt(kc('cpuMs'), 2)} ms and ${fmt(kc('faults'))} through the C fork server ` +
+      `and ${fmt(kp('cpuMs'), 2)} ms and ${fmt(kp('faults'))} through the Perl one (node and the ` +
+      `fork server together); fromCgi's whole request path for \`hello.sh\` ` +
       `${fmt(hd('cpuMs'), 2)} ms and ${fmt(hd('faults'))} faults spawning directly, ` +
-      `${fmt(hh('cpuMs'), 2)} ms and ${fmt(hh('faults'))} through the fork server.`,
+      `${fmt(hh('cpuMs'), 2)} ms and ${fmt(hh('faults'))} through the C fork server.`,
     '- Why direct spawning costs so much: node (libuv) starts a program with fork(), which ' +
       'write-protects every private page of the worker; the first write to each page afterwards ' +
       '(the JS heap, stacks, malloc) is a copy-on-write fault, and a worker writes hundreds of ' +
       'pages per request. On this VM a page fault is expensive, so the faults, not the fork call, ' +
       'are most of the CPU; with 4 workers on 2 CPUs the CPU runs out first.',
-    "- The fork server (`--cgi-spawn helper`; Apache mod_cgid's design): each worker starts one " +
-      'small Perl process that forks and execs the programs, so the worker is never forked; per ' +
-      'request the worker makes one or two unix-socket connections and reads a few control ' +
-      'frames, and the Perl process pays the fork. Its own copy-on-write faults after each fork ' +
-      '(about 100 pages of interpreter state) make it cost about what it saves for a small ' +
-      'worker; it wins once a worker is large, which is when `--cgi-spawn auto` (the default) ' +
-      'uses it (512 MiB resident and more). The programs themselves (sh, perl) cost the same ' +
-      'under every server.',
+    "- The fork server (Apache mod_cgid's design): each worker starts one small process that " +
+      'starts the programs, so the worker is never forked; per request the worker makes one or ' +
+      'two unix-socket connections and reads a few control frames. The C one (fork-server.c, ' +
+      'compiled at install where there is a C compiler, and then what `--cgi-spawn auto` uses) ' +
+      'starts them with vfork(), which copies no page tables and write-protects nothing. The ' +
+      'Perl one (fork-server.pl, the fallback) forks, and its own copy-on-write faults after ' +
+      'each fork (about 100 pages of interpreter state) make it cost about what it saves for a ' +
+      'small worker: `auto` uses it only from 512 MiB resident. The programs themselves (sh, ' +
+      'perl) cost the same under every server.',
   );
   return lines;
 }
@@ -238,6 +245,13 @@ export async function run(context) {
       spawn: 'helper',
     });
     started.push(bridge);
+    const perl = await startBridge(root, dir, cgiDir, {
+      processes: PROCESSES,
+      prefix: '/perl',
+      spawn: 'helper',
+      forkServer: 'perl',
+    });
+    started.push(perl);
     const direct = await startBridge(root, dir, cgiDir, {
       processes: PROCESSES,
       prefix: '/direct',
@@ -249,6 +263,7 @@ export async function run(context) {
     mkdirSync(join(dir, 'nginx'));
     const nginx = await startNginx(join(dir, 'nginx'), cgiDir, [
       { prefix: 'bridge', socket: bridge.socket },
+      { prefix: 'perl', socket: perl.socket },
       { prefix: 'direct', socket: direct.socket },
       { prefix: 'wrap', socket: wrap.socket },
     ]);
@@ -261,11 +276,18 @@ export async function run(context) {
 
     const backends = [
       {
-        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, fork server)`,
+        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, C fork server: the default)`,
         key: 'bridge',
         url: (s) => `${nginx.url}/bridge/${s}`,
         servingPids: bridge.servingPids,
         helperPids: bridge.helpers,
+      },
+      {
+        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, Perl fork server)`,
+        key: 'perl',
+        url: (s) => `${nginx.url}/perl/${s}`,
+        servingPids: perl.servingPids,
+        helperPids: perl.helpers,
       },
       {
         label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, --cgi-spawn direct)`,
@@ -410,7 +432,7 @@ function render({ context, backends, results, strace, spawnRows, loads }) {
       'from a small process, which is what fcgiwrap does; node (libuv 1.46) also forks, from a ' +
       'process of tens of MiB, then waits for the exec on a pipe; cross-spawn only adds argument ' +
       'handling on Linux (its shebang and PATHEXT work is for Windows); the fork server rows ' +
-      'count the faults and CPU of node and of the Perl fork server together; fromCgi adds the ' +
+      'count the faults and CPU of node and of the fork server together; fromCgi adds the ' +
       'cgi-bin resolution, the environment, the head parser and the exit.',
     '',
     '| how | program | ms per program (median) | range | faults per program | CPU ms per program |',
