@@ -23,8 +23,11 @@ if (!existsSync(source)) {
   process.exit(0);
 }
 const targets = dirs.map((d) => join(d, 'fork-server'));
+// In an installed package a binary already there came from the machine that packed it (maybe
+// another architecture): it is always rebuilt, and removed when that fails.
+const installed = dirs.length === 1;
 const mtime = (f) => (existsSync(f) ? statSync(f).mtimeMs : -1);
-if (targets.every((t) => mtime(t) >= mtime(source))) process.exit(0);
+if (!installed && targets.every((t) => mtime(t) >= mtime(source))) process.exit(0);
 
 const compilers = process.env.CC
   ? [process.env.CC.trim().split(/\s+/)]
@@ -52,5 +55,6 @@ for (const [cc, ...flags] of compilers) {
   renameSync(built, targets[0]);
   process.exit(0);
 }
+if (installed) for (const t of targets) rmSync(t, { force: true });
 note(`the C fork server was not built (${failures.join('; ')});`);
 note('CGI programs will be started through the Perl fork server or directly');
