@@ -302,8 +302,11 @@ export class CgiProgram {
    */
   stop(reason: StopReason): void {
     this.stopReason ??= reason;
-    this.child.stdin?.destroy();
+    // The signal first (terminate() sends SIGTERM at once), then the end of stdin: a program
+    // reading its body would otherwise wake up at the EOF and could answer before the signal
+    // came. A signal already pending when it wakes ends it before it runs again.
     if (this.group && (!this.hasExited || this.group.alive)) void this.group.terminate();
+    this.child.stdin?.destroy();
   }
 
   /**
