@@ -191,8 +191,9 @@ function whereTheTimeGoes(results, spawnRows) {
       'pages per request. On this VM a page fault is expensive, so the faults, not the fork call, ' +
       'are most of the CPU; with 4 workers on 2 CPUs the CPU runs out first.',
     "- The fork server (Apache mod_cgid's design): each worker starts one small process that " +
-      'starts the programs, so the worker is never forked; per request the worker makes one or ' +
-      'two unix-socket connections and reads a few control frames. The C one (fork-server.c, ' +
+      "starts the programs, so the worker is never forked; the programs' stdio are pipes to it, " +
+      'relayed as frames on its own stdin and stdout, so a worker opens no descriptor per ' +
+      'request. The C one (fork-server.c, ' +
       'compiled at install where there is a C compiler, and then what `--cgi-spawn auto` uses) ' +
       'starts them with vfork(), which copies no page tables and write-protects nothing. The ' +
       'Perl one (fork-server.pl, the fallback) forks, and its own copy-on-write faults after ' +

@@ -5,7 +5,8 @@
 import type { Readable, Writable } from 'node:stream';
 import spawn from 'cross-spawn';
 import type { ErrorStream, InputStream } from '../gateway/types.js';
-import { compiledForkServer, forkServer, type ProgramProcess } from './fork-server.js';
+import { compiledForkServer, forkServer } from './fork-server.js';
+import type { ProgramProcess } from './helper-process.js';
 import type { CgiSpawn } from './spawn-options.js';
 import { ProcessGroup } from './process-group.js';
 

@@ -1,12 +1,14 @@
 /*
  * cgi-bridge's fork server in C: the same protocol as fork-server.pl (read that file's header
- * for the frames and the request format), for machines with a C compiler. The Perl one writes
- * about a hundred pages of interpreter state per program, and after every fork() each of those
- * writes is a copy-on-write fault; this one starts programs with vfork(), which copies no page
- * tables and write-protects nothing, and keeps its own state in a few small tables.
+ * for the frames), for machines with a C compiler. The Perl one writes about a hundred pages of
+ * interpreter state per program, and after every fork() each of those writes is a copy-on-write
+ * fault; this one starts programs with vfork(), which copies no page tables and write-protects
+ * nothing, and keeps its own state in a few small tables. A program's stdin, stdout and stderr
+ * are pipes to this process, relayed as frames on its own stdin and stdout: Node opens no file
+ * descriptor per request.
  *
  * Build: cc -O2 -o fork-server fork-server.c   (scripts/build-fork-server.js does it at install)
- * Usage: fork-server SOCKET
+ * Usage: fork-server
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,67 +19,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_HEADER (4u * 1024 * 1024)
+#define MAX_FRAME (4u * 1024 * 1024)
+#define READ_CHUNK 65536
 
-/* A connection whose header is being read. */
-struct conn {
-  int fd;
-  uint32_t len, want;
-  char *buf;
-};
-
-/* A request waiting for the other half of its connections. */
-struct run {
-  uint32_t id;
-  int out, in; /* -1: not here yet (in), or none */
-  int stdin_wanted;
-  char *buf;   /* the header: the strings below point into it */
-  char *cwd, *file;
-  char **argv, **envp;
-};
-
-/* A program that runs, or ran and still has its stderr open. */
+/* A program: it runs, or ran and has a pipe still open. Closed pipes are -1. */
 struct kid {
   uint32_t id;
   pid_t pid; /* 0 once reaped */
-  int err;   /* -1 once its stderr ended */
+  int in, out, err;
+  int paused;     /* Node asked to stop reading its stdout (P) */
+  int in_end;     /* Node ended its stdin (E): close it once the queue is written */
+  int in_failed;  /* its stdin is gone; Node was told (Q) */
+  char *queue;    /* stdin bytes not yet written: queue[qoff, qlen) */
+  size_t qoff, qlen, qcap;
 };
 
-static const char *sock_path;
-static char *sock_dir;
-static int listener, sig_r, sig_w;
-
-static struct conn *conns;
-static size_t nconns, cap_conns;
-static struct run **runs;
-static size_t nruns, cap_runs;
+static int sig_r, sig_w;
 static struct kid *kids;
 static size_t nkids, cap_kids;
 static pid_t *groups; /* leaders' pids of groups with processes left after the leader exited */
 static size_t ngroups, cap_groups;
+static unsigned char *ibuf; /* frames from Node not yet handled: ibuf[0, ilen) */
+static size_t ilen, icap;
 
 static const int reset_signals[] = {SIGPIPE, SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGCHLD};
-
-#define GROW(arr, n, cap)                                                       \
-  do {                                                                          \
-    if ((n) == (cap)) {                                                         \
-      size_t c_ = (cap) ? (cap) * 2 : 16;                                       \
-      void *p_ = realloc((arr), c_ * sizeof *(arr));                            \
-      if (!p_) die_errno("out of memory");                                      \
-      (arr) = p_;                                                               \
-      (cap) = c_;                                                               \
-    }                                                                           \
-  } while (0)
 
 static void die_errno(const char *what) {
   fprintf(stderr, "fork-server: %s: %s\n", what, strerror(errno));
   exit(1);
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return p;
+  size_t c = *cap ? *cap : 16;
+  while (c < need) c *= 2;
+  void *q = realloc(p, c * size);
+  if (!q) die_errno("out of memory");
+  *cap = c;
+  return q;
 }
 
 /* finish: Node is gone; nobody will end these programs or read their output. */
@@ -88,8 +70,6 @@ static void finish(void) {
       kill(kids[i].pid, SIGKILL); /* not yet past setsid() */
     }
   for (size_t i = 0; i < ngroups; i++) kill(-groups[i], SIGKILL);
-  unlink(sock_path);
-  if (sock_dir) rmdir(sock_dir);
   _exit(0);
 }
 
@@ -98,6 +78,10 @@ static void put_u32(unsigned char *p, uint32_t v) {
   p[1] = v >> 16;
   p[2] = v >> 8;
   p[3] = v;
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static void write_all(const void *data, size_t n) {
@@ -113,19 +97,18 @@ static void write_all(const void *data, size_t n) {
   }
 }
 
+/* frame writes one frame to Node: TYPE(1) ID(u32 BE) LENGTH(u32 BE) PAYLOAD. */
 static void frame(char type, uint32_t id, const void *payload, size_t len) {
-  unsigned char head[9];
-  head[0] = (unsigned char)type;
-  put_u32(head + 1, id);
-  put_u32(head + 5, (uint32_t)len);
-  if (len <= 4096) {
-    unsigned char buf[9 + 4096];
-    memcpy(buf, head, 9);
+  static unsigned char buf[9 + READ_CHUNK];
+  buf[0] = (unsigned char)type;
+  put_u32(buf + 1, id);
+  put_u32(buf + 5, (uint32_t)len);
+  if (len <= READ_CHUNK) {
     memcpy(buf + 9, payload, len);
     write_all(buf, 9 + len);
     return;
   }
-  write_all(head, 9);
+  write_all(buf, 9);
   write_all(payload, len);
 }
 
@@ -135,17 +118,22 @@ static void frame_num(char type, uint32_t id, long n) {
   frame(type, id, s, (size_t)len);
 }
 
-/* cloexec marks an fd close-on-exec (portable: no pipe2, accept4 or SOCK_CLOEXEC on macOS). */
-static int cloexec(int fd) {
-  if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
-  return fd;
-}
-
+/* cloexec marks an fd close-on-exec (portable: no pipe2 on macOS). */
 static int pipe_cloexec(int p[2]) {
   if (pipe(p) != 0) return -1;
-  cloexec(p[0]);
-  cloexec(p[1]);
+  fcntl(p[0], F_SETFD, FD_CLOEXEC);
+  fcntl(p[1], F_SETFD, FD_CLOEXEC);
   return 0;
+}
+
+static void nonblocking(int fd) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
 }
 
 static void on_chld(int sig) {
@@ -156,29 +144,23 @@ static void on_chld(int sig) {
   errno = saved;
 }
 
-/* take_run takes the waiting run request `id` (half: its early stdin connection instead). */
-static struct run *take_run(uint32_t id, int half) {
-  for (size_t i = 0; i < nruns; i++)
-    if (runs[i]->id == id && (runs[i]->out < 0) == half) {
-      struct run *r = runs[i];
-      runs[i] = runs[--nruns];
-      return r;
-    }
+static struct kid *find(uint32_t id) {
+  for (size_t i = 0; i < nkids; i++)
+    if (kids[i].id == id) return &kids[i];
   return NULL;
 }
 
-static void free_run(struct run *r) {
-  if (r->out >= 0) close(r->out);
-  if (r->in >= 0) close(r->in);
-  free(r->buf);
-  free(r->argv);
-  free(r);
-}
+/* What a program is started with: the strings point into the R frame's payload. */
+struct spec {
+  const char *cwd, *file;
+  char **argv, **envp;
+  int fds[3]; /* its stdin, stdout, stderr */
+};
 
 /* The vfork() child writes its errno here: it shares our memory until it execs or exits. */
 static volatile int child_errno;
 
-static void child(struct run *r, int err_w) {
+static void child(const struct spec *s) {
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
@@ -188,69 +170,44 @@ static void child(struct run *r, int err_w) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   setsid();
-  int in = r->in;
-  if (chdir(r->cwd) != 0) goto fail;
+  int in = s->fds[0];
+  if (chdir(s->cwd) != 0) goto fail;
   if (in < 0 && (in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) goto fail;
   /* Every fd of ours is close-on-exec; dup2 clears that flag on 0, 1 and 2 only. */
-  if (dup2(in, 0) < 0 || dup2(r->out, 1) < 0 || dup2(err_w, 2) < 0) goto fail;
-  execve(r->file, r->argv, r->envp);
+  if (dup2(in, 0) < 0 || dup2(s->fds[1], 1) < 0 || dup2(s->fds[2], 2) < 0) goto fail;
+  execve(s->file, s->argv, s->envp);
   if (errno == ENOEXEC) {
     /* As execvp and node's spawn: an executable without #! runs under /bin/sh. */
     size_t n = 0;
-    while (r->argv[n]) n++;
+    while (s->argv[n]) n++;
     char *sh_argv[n + 2];
     sh_argv[0] = "/bin/sh";
-    sh_argv[1] = r->file;
-    for (size_t i = 1; i <= n; i++) sh_argv[i + 1] = r->argv[i];
-    execve("/bin/sh", sh_argv, r->envp);
+    sh_argv[1] = (char *)s->file;
+    for (size_t i = 1; i <= n; i++) sh_argv[i + 1] = s->argv[i];
+    execve("/bin/sh", sh_argv, s->envp);
   }
 fail:
   child_errno = errno ? errno : EINVAL;
   _exit(127);
 }
 
-static void start(struct run *r) {
-  int err[2];
-  pid_t pid = -1;
-  int e = 0;
-  if (pipe_cloexec(err) != 0) {
-    e = errno;
-  } else {
-    sigset_t all, old;
-    sigfillset(&all);
-    /* No handler of ours may run in the child while it shares our memory. */
-    sigprocmask(SIG_SETMASK, &all, &old);
-    child_errno = 0;
-    pid = vfork();
-    if (pid == 0) child(r, err[1]);
-    e = pid < 0 ? errno : child_errno;
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    close(err[1]);
-    if (e != 0) {
-      close(err[0]);
-      if (pid > 0) waitpid(pid, NULL, 0);
-    }
-  }
-  if (e != 0) {
-    frame_num('F', r->id, e);
-    free_run(r);
-    return;
-  }
-  fcntl(err[0], F_SETFL, O_NONBLOCK);
-  GROW(kids, nkids, cap_kids);
-  kids[nkids++] = (struct kid){r->id, pid, err[0]};
-  frame_num('S', r->id, pid);
-  free_run(r);
+/* spawn starts the program: its pid, or -errno. `fds` are the pipes' child ends. */
+static pid_t spawn(const struct spec *s) {
+  sigset_t all, old;
+  sigfillset(&all);
+  /* No handler of ours may run in the child while it shares our memory. */
+  sigprocmask(SIG_SETMASK, &all, &old);
+  child_errno = 0;
+  pid_t pid = vfork();
+  if (pid == 0) child(s);
+  int e = pid < 0 ? errno : child_errno;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (e == 0) return pid;
+  if (pid > 0) waitpid(pid, NULL, 0);
+  return -e;
 }
 
-static void drop_conn(size_t i) {
-  close(conns[i].fd);
-  free(conns[i].buf);
-  conns[i] = conns[--nconns];
-}
-
-/* parse turns a whole header into a run; NULL when it is malformed. */
-static int parse_id(const char *s, uint32_t *id) {
+static int parse_u32(const char *s, uint32_t *out) {
   size_t n = strlen(s);
   if (n < 1 || n > 10) return 0;
   unsigned long long v = 0;
@@ -258,134 +215,187 @@ static int parse_id(const char *s, uint32_t *id) {
     if (s[i] < '0' || s[i] > '9') return 0;
     v = v * 10 + (unsigned)(s[i] - '0');
   }
-  *id = (uint32_t)v;
+  if (v > 0xffffffffu) return 0;
+  *out = (uint32_t)v;
   return 1;
 }
 
-/* on_header handles a connection whose header is complete; the connection leaves `conns`. */
-static void on_header(int fd, char *buf, uint32_t len) {
-  /* The payload's fields are NUL-separated: make it one C string per field. */
-  char *payload = buf + 4;
+/* on_run handles R: NUL-separated stdin (0|1), cwd, executable, argc, argv..., KEY=VALUE... */
+static void on_run(uint32_t id, char *payload, uint32_t len) {
+  if (find(id)) return; /* Node never reuses the id of a program it still knows */
   size_t nfields = 1;
   for (uint32_t i = 0; i < len; i++)
     if (payload[i] == '\0') nfields++;
-  char **f = malloc((nfields + 1) * sizeof *f);
+  char **f = malloc((nfields + 3) * sizeof *f);
   if (!f) die_errno("out of memory");
-  payload[len] = '\0';
   f[0] = payload;
   for (uint32_t i = 0, k = 1; i < len; i++)
     if (payload[i] == '\0') f[k++] = payload + i + 1;
-  f[nfields] = NULL;
-  uint32_t id;
-  if (nfields < 2 || !parse_id(f[1], &id)) goto bad;
-  if (strcmp(f[0], "I") == 0) {
+  uint32_t argc;
+  if (nfields < 5 || !parse_u32(f[3], &argc) || argc < 1 || argc > nfields - 4) {
     free(f);
-    free(buf);
-    struct run *r = take_run(id, 0);
-    if (r) {
-      r->in = fd;
-      start(r);
-      return;
-    }
-    /* The run request comes later: keep this as a half with no header. */
-    struct run *half = calloc(1, sizeof *half);
-    if (!half) die_errno("out of memory");
-    *half = (struct run){.id = id, .out = -1, .in = fd};
-    GROW(runs, nruns, cap_runs);
-    runs[nruns++] = half;
+    frame_num('F', id, EINVAL);
     return;
   }
-  if (strcmp(f[0], "R") != 0 || nfields < 7) goto invalid;
-  char *end;
-  unsigned long argc = strtoul(f[5], &end, 10);
-  if (f[5][0] < '0' || f[5][0] > '9' || *end != '\0' || argc < 1 || argc > nfields - 6)
-    goto invalid;
-  /* argv and envp share the field array, each ended by a NULL: argv[argc] becomes one. */
-  char **argv = malloc((nfields + 2) * sizeof *argv);
-  if (!argv) die_errno("out of memory");
-  memcpy(argv, f + 6, argc * sizeof *argv);
-  argv[argc] = NULL;
-  char **envp = argv + argc + 1;
-  memcpy(envp, f + 6 + argc, (nfields - 6 - argc) * sizeof *envp);
-  envp[nfields - 6 - argc] = NULL;
-  struct run *r = calloc(1, sizeof *r);
-  if (!r) die_errno("out of memory");
-  *r = (struct run){.id = id, .out = fd, .in = -1, .stdin_wanted = strcmp(f[2], "1") == 0,
-                    .buf = buf, .cwd = f[3], .file = f[4], .argv = argv, .envp = envp};
+  /* argv and envp, each ended by a NULL, in one array. */
+  char **v = malloc((nfields + 2) * sizeof *v);
+  if (!v) die_errno("out of memory");
+  memcpy(v, f + 4, argc * sizeof *v);
+  v[argc] = NULL;
+  size_t nenv = nfields - 4 - argc;
+  memcpy(v + argc + 1, f + 4 + argc, nenv * sizeof *v);
+  v[argc + 1 + nenv] = NULL;
+  struct spec s = {f[1], f[2], v, v + argc + 1, {-1, -1, -1}};
+  int want_in = strcmp(f[0], "1") == 0;
   free(f);
-  if (!r->stdin_wanted) {
-    start(r);
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  pid_t pid;
+  if ((want_in && pipe_cloexec(in) != 0) || pipe_cloexec(out) != 0 || pipe_cloexec(err) != 0) {
+    pid = -errno;
+  } else {
+    s.fds[0] = in[0];
+    s.fds[1] = out[1];
+    s.fds[2] = err[1];
+    pid = spawn(&s);
+  }
+  free(v);
+  close_fd(&in[0]);
+  close_fd(&out[1]);
+  close_fd(&err[1]);
+  if (pid < 0) {
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&err[0]);
+    frame_num('F', id, -pid);
     return;
   }
-  struct run *half = take_run(id, 1);
-  if (half) {
-    r->in = half->in;
-    half->in = -1;
-    free_run(half);
-    start(r);
-    return;
+  for (int i = 0; i < 3; i++) {
+    int fd = i == 0 ? in[1] : i == 1 ? out[0] : err[0];
+    if (fd >= 0) nonblocking(fd);
   }
-  GROW(runs, nruns, cap_runs);
-  runs[nruns++] = r;
-  return;
-invalid:
-  frame_num('F', id, EINVAL);
-bad:
-  free(f);
-  free(buf);
-  close(fd);
+  kids = grow(kids, &cap_kids, nkids + 1, sizeof *kids);
+  kids[nkids++] = (struct kid){.id = id, .pid = pid, .in = in[1], .out = out[0], .err = err[0]};
+  frame_num('S', id, pid);
 }
 
-/* read_header reads the u32 length, then exactly that many bytes: never into the body. */
-static void read_header(size_t i) {
-  struct conn *c = &conns[i];
-  for (;;) {
-    uint32_t want = c->len < 4 ? 4 : c->want;
-    if (c->len == want) break;
-    ssize_t n = recv(c->fd, c->buf + c->len, want - c->len, MSG_DONTWAIT);
+/* stdin_gone drops what was queued for a program's stdin and tells Node (Q) once. */
+static void stdin_gone(struct kid *k, int e) {
+  close_fd(&k->in);
+  k->qoff = k->qlen = 0;
+  if (!k->in_failed) {
+    k->in_failed = 1;
+    frame_num('Q', k->id, e);
+  }
+}
+
+/* write_stdin writes what is queued for a program's stdin, as far as the pipe takes it, and
+ * gives Node its credit back (W) for what was written. */
+static void write_stdin(struct kid *k) {
+  size_t done = 0;
+  while (k->in >= 0 && k->qoff < k->qlen) {
+    ssize_t n = write(k->in, k->queue + k->qoff, k->qlen - k->qoff);
     if (n < 0) {
-      if (errno != EINTR && errno != EAGAIN) drop_conn(i);
-      return;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) stdin_gone(k, errno);
+      break;
     }
-    if (n == 0) { /* Node gave up */
-      drop_conn(i);
-      return;
-    }
-    c->len += (uint32_t)n;
-    if (c->len == 4) {
-      unsigned char *p = (unsigned char *)c->buf;
-      uint32_t len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-      if (len < 2 || len > MAX_HEADER) {
-        drop_conn(i);
-        return;
-      }
-      char *b = realloc(c->buf, 4 + (size_t)len + 1);
-      if (!b) die_errno("out of memory");
-      c->buf = b;
-      c->want = 4 + len;
-    }
+    k->qoff += (size_t)n;
+    done += (size_t)n;
   }
-  int fd = c->fd;
-  char *buf = c->buf;
-  uint32_t len = c->want - 4;
-  conns[i] = conns[--nconns];
-  on_header(fd, buf, len);
+  if (k->qoff == k->qlen) k->qoff = k->qlen = 0;
+  if (done > 0) frame_num('W', k->id, (long)done);
+  if (k->in >= 0 && k->qlen == 0 && k->in_end) close_fd(&k->in);
 }
 
-static void accept_one(void) {
-  int fd = cloexec(accept(listener, NULL, NULL));
-  if (fd < 0) return;
-  GROW(conns, nconns, cap_conns);
-  char *buf = malloc(5);
-  if (!buf) die_errno("out of memory");
-  conns[nconns] = (struct conn){fd, 0, 4, buf};
-  /* Node sends the header right after connecting: it is usually here already. */
-  read_header(nconns++);
+/* on_frame handles one frame from Node. */
+static void on_frame(char type, uint32_t id, char *payload, uint32_t len) {
+  if (type == 'R') {
+    on_run(id, payload, len);
+    return;
+  }
+  struct kid *k = find(id);
+  if (!k) return; /* it ended meanwhile */
+  switch (type) {
+  case 'I':
+    if (k->in < 0) {
+      stdin_gone(k, EPIPE);
+      return;
+    }
+    k->queue = grow(k->queue, &k->qcap, k->qlen + len, 1);
+    memcpy(k->queue + k->qlen, payload, len);
+    k->qlen += len;
+    write_stdin(k);
+    return;
+  case 'E':
+    k->in_end = 1;
+    if (k->qlen == 0) close_fd(&k->in);
+    return;
+  case 'P':
+    k->paused = 1;
+    return;
+  case 'U':
+    k->paused = 0;
+    return;
+  case 'K': /* Node gave up its output: the program now gets EPIPE, as from a closed socket */
+    close_fd(&k->out);
+    return;
+  default:
+    return;
+  }
 }
 
-/* read_stderr relays what a program wrote to stderr: one read, or with drain all there is. */
-static void read_stderr(struct kid *k, int drain) {
-  static char buf[65536];
+/* read_node reads what Node sent and handles every whole frame in it. */
+static void read_node(void) {
+  /* One byte more than can be read: a NUL goes after the last payload (see below). */
+  ibuf = grow(ibuf, &icap, ilen + READ_CHUNK + 1, 1);
+  ssize_t n = read(0, ibuf + ilen, READ_CHUNK);
+  if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) finish();
+  if (n <= 0) return;
+  ilen += (size_t)n;
+  size_t at = 0;
+  while (ilen - at >= 9) {
+    uint32_t len = get_u32(ibuf + at + 5);
+    if (len > MAX_FRAME) {
+      fprintf(stderr, "fork-server: a frame of %u bytes from Node: giving up\n", len);
+      finish();
+    }
+    if (ilen - at < 9 + (size_t)len) {
+      ibuf = grow(ibuf, &icap, at + 9 + (size_t)len + 1, 1);
+      break;
+    }
+    char type = (char)ibuf[at];
+    uint32_t id = get_u32(ibuf + at + 1);
+    char *payload = (char *)ibuf + at + 9;
+    /* A NUL after the payload ends its last string (the byte after it is handled already). */
+    unsigned char saved = ibuf[at + 9 + len];
+    ibuf[at + 9 + len] = '\0';
+    on_frame(type, id, payload, len);
+    ibuf[at + 9 + len] = saved;
+    at += 9 + (size_t)len;
+  }
+  memmove(ibuf, ibuf + at, ilen - at);
+  ilen -= at;
+}
+
+/* read_out relays one read of a program's stdout (D), or its end (Z). */
+static void read_out(struct kid *k) {
+  static char buf[READ_CHUNK];
+  ssize_t n;
+  do n = read(k->out, buf, sizeof buf);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) return;
+  if (n > 0) {
+    frame('D', k->id, buf, (size_t)n);
+    return;
+  }
+  close_fd(&k->out);
+  frame('Z', k->id, "", 0);
+}
+
+/* read_err relays what a program wrote to stderr (O): one read, or with drain all there is;
+ * at its end, C. */
+static void read_err(struct kid *k, int drain) {
+  static char buf[READ_CHUNK];
   while (k->err >= 0) {
     ssize_t n = read(k->err, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
@@ -395,8 +405,7 @@ static void read_stderr(struct kid *k, int drain) {
       if (drain) continue;
       return;
     }
-    close(k->err);
-    k->err = -1;
+    close_fd(&k->err);
     frame('C', k->id, "", 0);
   }
 }
@@ -406,38 +415,52 @@ static void reap(void) {
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     for (size_t i = 0; i < nkids; i++) {
-      if (kids[i].pid != pid) continue;
-      read_stderr(&kids[i], 1);
+      struct kid *k = &kids[i];
+      if (k->pid != pid) continue;
+      read_err(k, 1);
       char how[32];
       int len = WIFSIGNALED(status) ? snprintf(how, sizeof how, "-1 %d", WTERMSIG(status))
                                     : snprintf(how, sizeof how, "%d 0", WEXITSTATUS(status));
-      frame('X', kids[i].id, how, (size_t)len);
+      frame('X', k->id, how, (size_t)len);
       /* Processes it left in its group: Node ends them, unless Node dies first (finish). */
       if (kill(-pid, 0) == 0) {
-        GROW(groups, ngroups, cap_groups);
+        groups = grow(groups, &cap_groups, ngroups + 1, sizeof *groups);
         groups[ngroups++] = pid;
       }
-      kids[i].pid = 0;
+      k->pid = 0;
+      /* Nobody reads its stdin any more (a child it left behind could: it keeps it open). */
+      if (k->qlen == 0 && (k->in_end || kill(-pid, 0) != 0)) close_fd(&k->in);
       break;
     }
   }
   for (size_t i = 0; i < ngroups;)
     if (kill(-groups[i], 0) != 0) groups[i] = groups[--ngroups];
     else i++;
-  for (size_t i = 0; i < nkids;)
-    if (kids[i].pid == 0 && kids[i].err < 0) kids[i] = kids[--nkids];
-    else i++;
+  for (size_t i = 0; i < nkids;) {
+    struct kid *k = &kids[i];
+    if (k->pid == 0 && k->out < 0 && k->err < 0 && (k->in < 0 || k->in_failed)) {
+      close_fd(&k->in);
+      free(k->queue);
+      kids[i] = kids[--nkids];
+    } else {
+      i++;
+    }
+  }
 }
 
+/* Which kid and which of its pipes (0 stdin, 1 stdout, 2 stderr) a pollfd is: by id, because
+ * the table changes while the events are handled. */
+struct watch {
+  uint32_t id;
+  int which;
+};
+
 int main(int argc, char **argv) {
-  if (argc != 2 || argv[1][0] == '\0') {
-    fprintf(stderr, "usage: fork-server SOCKET\n");
+  (void)argv;
+  if (argc != 1) {
+    fprintf(stderr, "usage: fork-server (frames on stdin and stdout: see fork-server.pl)\n");
     return 2;
   }
-  sock_path = argv[1];
-  char *slash = strrchr(sock_path, '/');
-  if (slash && slash != sock_path) sock_dir = strndup(sock_path, (size_t)(slash - sock_path));
-
   /* Node decides when this process ends (EOF on fd 0); a write to a gone Node fails (EPIPE). */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -445,26 +468,13 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < 5; i++) sigaction(reset_signals[i], &sa, NULL);
   int sp[2];
   if (pipe_cloexec(sp) != 0) die_errno("pipe");
-  fcntl(sp[0], F_SETFL, O_NONBLOCK);
-  fcntl(sp[1], F_SETFL, O_NONBLOCK);
   sig_r = sp[0];
   sig_w = sp[1];
+  nonblocking(sig_r);
+  nonblocking(sig_w);
   sa.sa_handler = on_chld;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigaction(SIGCHLD, &sa, NULL);
-
-  struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  if (strlen(sock_path) >= sizeof addr.sun_path) {
-    fprintf(stderr, "fork-server: socket path too long: %s\n", sock_path);
-    return 1;
-  }
-  strcpy(addr.sun_path, sock_path);
-  listener = cloexec(socket(AF_UNIX, SOCK_STREAM, 0));
-  if (listener < 0) die_errno("socket");
-  if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0) die_errno("bind");
-  if (listen(listener, SOMAXCONN) != 0) die_errno("listen");
   /* fd 0 and 1 are Node's pipes: not inherited by programs (they get their own 0, 1, 2). */
   fcntl(0, F_SETFD, FD_CLOEXEC);
   fcntl(1, F_SETFD, FD_CLOEXEC);
@@ -472,69 +482,50 @@ int main(int argc, char **argv) {
 
   struct pollfd *pfd = NULL;
   size_t cap_pfd = 0;
+  struct watch *who = NULL;
+  size_t cap_who = 0;
   for (;;) {
-    size_t n = 3 + nconns + nruns + nkids;
-    if (n > cap_pfd) {
-      cap_pfd = n * 2;
-      pfd = realloc(pfd, cap_pfd * sizeof *pfd);
-      if (!pfd) die_errno("out of memory");
-    }
+    size_t n = 2 + 3 * nkids;
+    pfd = grow(pfd, &cap_pfd, n, sizeof *pfd);
+    who = grow(who, &cap_who, n, sizeof *who);
     size_t k = 0;
     pfd[k++] = (struct pollfd){0, POLLIN, 0};
-    pfd[k++] = (struct pollfd){listener, POLLIN, 0};
     pfd[k++] = (struct pollfd){sig_r, POLLIN, 0};
-    for (size_t i = 0; i < nconns; i++) pfd[k++] = (struct pollfd){conns[i].fd, POLLIN, 0};
-    /* Anything readable on a waiting run's output connection is its end: Node gave up. (An
-     * early stdin connection is not watched: its body follows the header.) */
-    for (size_t i = 0; i < nruns; i++)
-      if (runs[i]->out >= 0) pfd[k++] = (struct pollfd){runs[i]->out, POLLIN, 0};
-    for (size_t i = 0; i < nkids; i++) pfd[k++] = (struct pollfd){kids[i].err, POLLIN, 0};
-    int timeout = ngroups ? 500 : -1;
-    int ready = poll(pfd, k, timeout);
+    for (size_t i = 0; i < nkids; i++) {
+      struct kid *c = &kids[i];
+      if (c->out >= 0 && !c->paused) {
+        who[k] = (struct watch){c->id, 1};
+        pfd[k++] = (struct pollfd){c->out, POLLIN, 0};
+      }
+      if (c->err >= 0) {
+        who[k] = (struct watch){c->id, 2};
+        pfd[k++] = (struct pollfd){c->err, POLLIN, 0};
+      }
+      if (c->in >= 0 && c->qlen > c->qoff) {
+        who[k] = (struct watch){c->id, 0};
+        pfd[k++] = (struct pollfd){c->in, POLLOUT, 0};
+      }
+    }
+    int ready = poll(pfd, k, ngroups ? 500 : -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       die_errno("poll");
     }
-    if (pfd[0].revents) {
-      char x[4096];
-      ssize_t r = read(0, x, sizeof x);
-      if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) finish();
-    }
-    if (pfd[2].revents) {
+    if (pfd[1].revents) {
       char x[512];
       while (read(sig_r, x, sizeof x) > 0) {
       }
     }
-    /* Handlers change the tables: act on a snapshot of the fds that were ready. */
-    size_t nready = 0;
-    int *fds = malloc((k + 1) * sizeof *fds);
-    if (!fds) die_errno("out of memory");
-    for (size_t i = 3; i < k; i++)
-      if (pfd[i].revents) fds[nready++] = pfd[i].fd;
-    for (size_t j = 0; j < nready; j++) {
-      int fd = fds[j];
-      size_t i;
-      for (i = 0; i < nconns && conns[i].fd != fd; i++) {
-      }
-      if (i < nconns) {
-        read_header(i);
-        continue;
-      }
-      for (i = 0; i < nruns && runs[i]->out != fd; i++) {
-      }
-      /* A handler before may have closed the fd that was ready and reused its number. */
-      if (i < nruns && poll(&(struct pollfd){fd, POLLIN, 0}, 1, 0) == 1) {
-        struct run *r = runs[i];
-        runs[i] = runs[--nruns];
-        free_run(r);
-        continue;
-      }
-      for (i = 0; i < nkids && kids[i].err != fd; i++) {
-      }
-      if (i < nkids) read_stderr(&kids[i], 0);
+    for (size_t i = 2; i < k; i++) {
+      if (!pfd[i].revents) continue;
+      struct kid *c = find(who[i].id);
+      if (!c) continue;
+      if (who[i].which == 1 && c->out == pfd[i].fd) read_out(c);
+      else if (who[i].which == 2 && c->err == pfd[i].fd) read_err(c, 0);
+      else if (who[i].which == 0 && c->in == pfd[i].fd) write_stdin(c);
     }
-    free(fds);
-    if (pfd[1].revents) accept_one();
+    /* Node's frames last: they may start programs (and so reuse closed fds' numbers). */
+    if (pfd[0].revents) read_node();
     reap();
   }
 }

@@ -1,34 +1,21 @@
 // The host side's fork server (Apache mod_cgid's design): a small process, started once per Node
 // process at the first program start, that forks and execs the CGI programs: fork-server.c as
 // compiled at install (vfork(), a few small tables) or, without a C compiler, fork-server.pl.
-// Both speak the protocol described at the top of fork-server.pl. node's own spawn fork()s the
-// whole Node process, after which every page it writes is a copy-on-write fault: hundreds per
-// request. Programs started here are still the leaders of their own process groups, which the
-// host signals by pid as before (same uid).
+// Both speak the protocol described at the top of fork-server.pl, over their stdin and stdout
+// only: a program's stdio are pipes to the fork server, relayed as frames (helper-process.ts),
+// so Node opens no file descriptor per request. node's own spawn fork()s the whole Node process,
+// after which every page it writes is a copy-on-write fault: hundreds per request. Programs
+// started here are still the leaders of their own process groups, which the host signals by
+// pid as before (same uid).
 import type { ChildProcess } from 'node:child_process';
-import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
-import { constants, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Readable, type Writable } from 'node:stream';
+import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import spawn from 'cross-spawn';
 import { BridgeError } from '../errors.js';
+import { HelperProcess, nameOf } from './helper-process.js';
 import { ProcessGroup } from './process-group.js';
 import { forkServerKind, type ForkServerKind } from './spawn-options.js';
-
-/** ProgramProcess is the part of a ChildProcess a CgiProgram uses; the fork server's fit it too. */
-export interface ProgramProcess {
-  readonly pid?: number;
-  readonly stdin: Writable | null;
-  readonly stdout: Readable | null;
-  readonly stderr: Readable | null;
-  readonly exitCode: number | null;
-  readonly signalCode: NodeJS.Signals | null;
-  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
-  on(event: 'error', listener: (err: Error) => void): this;
-}
 
 /** SpawnRequest is what to run: argv[0] is `executable`, an absolute path; `env` is all of it. */
 export interface SpawnRequest {
@@ -49,11 +36,6 @@ const BINARY = fileURLToPath(new URL('./fork-server', import.meta.url));
 const noop = (): void => undefined;
 const log = (line: string): void => void process.stderr.write(`cgi-bridge: ${line}\n`);
 
-function nameOf(table: Record<string, number>, n: number): string | undefined {
-  for (const [name, value] of Object.entries(table)) if (value === n) return name;
-  return undefined;
-}
-
 function forkServerError(message: string, cause?: unknown): BridgeError {
   return new BridgeError('CGI_ERR_FORK_SERVER', `cgi: ${message}`, { cause, status: 502 });
 }
@@ -70,45 +52,8 @@ function spawnError(errno: number, req: SpawnRequest): NodeJS.ErrnoException {
   });
 }
 
-/**
- * HelperProcess is a program the fork server started: `stdout` is the connection that is its
- * fd 1, `stdin` the one that is its fd 0 (null: /dev/null), `stderr` what the fork server relays.
- * 'exit' and 'error' come as from a ChildProcess; a failed start has no pid and emits 'error'.
- */
-class HelperProcess extends EventEmitter implements ProgramProcess {
-  exitCode: number | null = null;
-  signalCode: NodeJS.Signals | null = null;
-  readonly stderr = new Readable({ read: noop });
-  stderrEnded = false;
-
-  constructor(
-    readonly pid: number | undefined,
-    readonly stdout: Socket | null,
-    readonly stdin: Socket | null,
-  ) {
-    super();
-  }
-
-  endStderr(): void {
-    if (this.stderrEnded) return;
-    this.stderrEnded = true;
-    this.stderr.push(null);
-  }
-
-  exited(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.exitCode !== null || this.signalCode !== null) return;
-    this.exitCode = code;
-    this.signalCode = signal;
-    // Its 'S' and 'X' frames may come in one read, before the caller of spawn() (resumed by a
-    // promise) listens: like node, emit after the current tick's promise jobs.
-    setImmediate(() => this.emit('exit', code, signal));
-  }
-}
-
 interface Starting {
   req: SpawnRequest;
-  out: Socket;
-  input: Socket | null;
   resolve(p: HelperProcess): void;
   reject(e: unknown): void;
 }
@@ -119,9 +64,6 @@ export class ForkServer {
   readonly ready: Promise<void>;
   exited = false;
   private readonly child: ChildProcess;
-  /** dir is the 0700 directory of its socket, removed when it exits. */
-  readonly dir: string;
-  private readonly socketPath: string;
   private readonly starting = new Map<number, Starting>();
   private readonly running = new Map<number, HelperProcess>();
   private nextId = 1;
@@ -133,10 +75,7 @@ export class ForkServer {
     readonly kind: ForkServerKind,
   ) {
     const command = commandFor(kind);
-    // mkdtemp makes the directory 0700: only our uid can connect to the socket in it.
-    this.dir = mkdtempSync(join(tmpdir(), 'cgi-bridge-spawn-'));
-    this.socketPath = join(this.dir, 's');
-    this.child = spawn(command[0]!, [...command.slice(1), this.socketPath], {
+    this.child = spawn(command[0]!, command.slice(1), {
       // No PERL5LIB or PERL5OPT of ours: the Perl one loads nothing but perl-base.
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C' },
       stdio: ['pipe', 'pipe', 'inherit'],
@@ -163,7 +102,7 @@ export class ForkServer {
     this.child.on('error', (e) => {
       this.onFailed(forkServerError(`fork server: ${e.message}`, e));
       // No process (perl not found): there will be no 'exit'.
-      if (this.child.pid === undefined) this.cleanUp();
+      if (this.child.pid === undefined) this.exited = true;
     });
     this.child.stdin?.on('error', noop);
     this.child.stdout?.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -173,8 +112,8 @@ export class ForkServer {
   private onReady: () => void = noop;
   private onFailed: (e: unknown) => void = noop;
 
-  // A running or starting program keeps the event loop alive through its sockets; between
-  // them the fork server must not.
+  // A running or starting program keeps the event loop alive through the fork server's pipes;
+  // between them the fork server must not.
   private updateRef(): void {
     const busy = !this.isReady || this.starting.size > 0 || this.running.size > 0;
     for (const h of [this.child, this.child.stdout, this.child.stdin]) {
@@ -189,6 +128,24 @@ export class ForkServer {
     this.child.stdin?.destroy();
     if (!this.exited) this.child.kill('SIGKILL');
   }
+
+  // send writes one frame: TYPE(1) ID(u32 BE) LENGTH(u32 BE) PAYLOAD, in one write.
+  private readonly send = (type: string, id: number, payload?: Buffer): void => {
+    const stdin = this.child.stdin;
+    if (stdin === null || stdin.destroyed) return;
+    const head = Buffer.allocUnsafe(FRAME_HEAD);
+    head[0] = type.charCodeAt(0);
+    head.writeUInt32BE(id, 1);
+    head.writeUInt32BE(payload?.length ?? 0, 5);
+    if (payload === undefined || payload.length === 0) {
+      stdin.write(head);
+      return;
+    }
+    stdin.cork();
+    stdin.write(head);
+    stdin.write(payload);
+    stdin.uncork();
+  };
 
   /**
    * spawn starts one program. It resolves once the program runs (or could not be started: no
@@ -205,37 +162,11 @@ export class ForkServer {
     }
     const id = this.nextId;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
-    const out = this.connect(['R', String(id), ...fields]);
-    // `out` is only read after the header, which the fork server consumes whole: no write to it
-    // can fail and it never gets ECONNRESET. `input` may get both, which CgiProgram ignores.
-    const input = req.stdin ? this.connect(['I', String(id)]) : null;
-    input?.resume(); // a program does not write to its stdin; read to EOF so that it closes
+    this.send('R', id, Buffer.from(fields.join('\0'), 'utf8'));
     return new Promise<HelperProcess>((resolve, reject) => {
-      const s: Starting = { req, out, input, resolve, reject };
-      this.starting.set(id, s);
+      this.starting.set(id, { req, resolve, reject });
       this.updateRef();
-      const failed = (e: Error): void => {
-        if (this.starting.get(id) !== s) return;
-        this.starting.delete(id);
-        this.updateRef();
-        out.destroy();
-        input?.destroy();
-        reject(forkServerError(`the fork server's socket failed: ${e.message}`, e));
-      };
-      out.once('error', failed);
-      input?.once('error', failed);
     });
-  }
-
-  private connect(fields: string[]): Socket {
-    const payload = Buffer.from(fields.join('\0'), 'utf8');
-    const head = Buffer.alloc(4);
-    head.writeUInt32BE(payload.length);
-    const socket = createConnection({ path: this.socketPath });
-    // Errors after the start are the program's (CgiProgram listens); never an uncaught one.
-    socket.on('error', noop);
-    socket.write(Buffer.concat([head, payload]));
-    return socket;
   }
 
   private onData(chunk: Buffer): void {
@@ -269,14 +200,11 @@ export class ForkServer {
       }
       this.starting.delete(id);
       if (type === 'S') {
-        const p = new HelperProcess(n, s.out, s.input);
+        const p = new HelperProcess(n, id, this.send, s.req.stdin);
         this.running.set(id, p);
         s.resolve(p);
       } else {
-        s.out.destroy();
-        s.input?.destroy();
-        const p = new HelperProcess(undefined, null, null);
-        p.endStderr();
+        const p = new HelperProcess(undefined, id, this.send, false);
         s.resolve(p);
         // After the caller's synchronous set-up, as node emits a spawn error.
         setImmediate(() => p.emit('error', spawnError(n, s.req)));
@@ -286,41 +214,39 @@ export class ForkServer {
     }
     const p = this.running.get(id);
     if (p === undefined) return;
-    if (type === 'O') p.stderr.push(Buffer.from(payload));
+    const number = (): number => Number(payload.toString('latin1'));
+    if (type === 'D') p.output(payload);
+    else if (type === 'Z') p.endOutput();
+    else if (type === 'O') p.stderr.push(payload);
     else if (type === 'C') p.endStderr();
+    else if (type === 'W') p.written(number());
+    else if (type === 'Q') p.inputFailed(number());
     else if (type === 'X') {
       const [code, sig] = payload.toString('latin1').split(' ').map(Number) as [number, number];
       const signal = sig > 0 ? ((nameOf(constants.signals, sig) ?? null) as NodeJS.Signals) : null;
       p.exited(sig > 0 ? null : code, signal);
     }
-    if (p.stderrEnded && (p.exitCode !== null || p.signalCode !== null)) {
+    if (p.done) {
       this.running.delete(id);
       this.updateRef();
     }
   }
 
-  private cleanUp(): void {
-    this.exited = true;
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
-    this.cleanUp();
+    this.exited = true;
     const how = signal !== null ? `killed by ${signal}` : `exit code ${code}`;
     const e = forkServerError(`the fork server (pid ${this.pid}) ended (${how})`);
     this.onFailed(e);
     if (!this.isReady) return;
     const lost = this.starting.size + this.running.size;
     if (lost > 0) log(`${e.message}; its ${lost} request(s) in flight fail`);
-    for (const s of this.starting.values()) {
-      s.out.destroy();
-      s.input?.destroy();
-      s.reject(e);
-    }
+    for (const s of this.starting.values()) s.reject(e);
     this.starting.clear();
-    // Their exit status is lost with it: end them, and say so (their responses are cut).
+    // Their output and exit status are lost with it: end them, and say so (their responses
+    // are cut).
     for (const p of this.running.values()) {
       if (p.pid !== undefined) killGroup(p.pid);
+      p.endOutput(e);
       p.endStderr();
       p.exited(null, 'SIGKILL');
     }
