@@ -428,8 +428,12 @@ static void reap(void) {
         groups[ngroups++] = pid;
       }
       k->pid = 0;
-      /* Nobody reads its stdin any more (a child it left behind could: it keeps it open). */
-      if (k->qlen == 0 && (k->in_end || kill(-pid, 0) != 0)) close_fd(&k->in);
+      /* Nobody reads its stdin any more (a child it left behind could: it keeps it open). What
+       * Node still sends fails as a write to a pipe with no reader would (Q). */
+      if (k->in >= 0 && k->qlen == 0 && (k->in_end || kill(-pid, 0) != 0)) {
+        if (k->in_end) close_fd(&k->in);
+        else stdin_gone(k, EPIPE);
+      }
       break;
     }
   }

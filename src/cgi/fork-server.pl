@@ -261,9 +261,14 @@ sub reap {
     $groups{$pid} = 1 if $left;
     $k->{pid} = 0;
     # Nobody reads its stdin any more (a process it left behind could: then it stays open).
+    # What Node still sends fails as a write to a pipe with no reader would (Q).
     if ($k->{in} && !length $k->{queue} && ($k->{in_end} || !$left)) {
-      close $k->{in};
-      $k->{in} = undef;
+      if ($k->{in_end}) {
+        close $k->{in};
+        $k->{in} = undef;
+      } else {
+        stdin_gone($k, EPIPE);
+      }
     }
   }
   for my $pgid (keys %groups) {

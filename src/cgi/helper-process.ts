@@ -116,10 +116,16 @@ export class HelperProcess extends EventEmitter implements ProgramProcess {
     this.send('E', this.id);
   }
 
-  /** done tells whether nothing more will come for this program. */
+  /**
+   * done tells whether nothing more will come or go for this program: its output ended, it
+   * exited, and its stdin was ended here or reported gone (a 'Q' may follow its 'X').
+   */
   get done(): boolean {
     return (
-      this.stdoutEnded && this.stderrEnded && (this.exitCode !== null || this.signalCode !== null)
+      this.stdoutEnded &&
+      this.stderrEnded &&
+      (this.exitCode !== null || this.signalCode !== null) &&
+      (this.stdin === null || this.inputEnded)
     );
   }
 
@@ -137,8 +143,10 @@ export class HelperProcess extends EventEmitter implements ProgramProcess {
   endOutput(err?: Error): void {
     if (this.stdoutEnded) return;
     this.stdoutEnded = true;
-    if (err) this.stdout?.destroy(err);
-    else this.stdout?.push(null);
+    if (!err) this.stdout?.push(null);
+    // Frames of a whole run can come in one read, before the caller of spawn() (resumed by a
+    // promise, after this tick's nextTick callbacks) listens for 'error': like node, later.
+    else setImmediate(() => this.stdout?.destroy(err));
   }
 
   /** written is a 'W' frame: `n` bytes of its stdin were written to its pipe. */
@@ -156,8 +164,8 @@ export class HelperProcess extends EventEmitter implements ProgramProcess {
     const e = pipeError(errno);
     const cb = this.waiting;
     this.waiting = null;
-    if (cb) cb(e);
-    else this.stdin?.destroy(e);
+    // After the caller's set-up, as in endOutput.
+    setImmediate(() => (cb ? cb(e) : this.stdin?.destroy(e)));
   }
 
   /** endStderr is a 'C' frame: its stderr ended. */

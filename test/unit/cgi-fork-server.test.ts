@@ -187,6 +187,17 @@ for (const kind of ['c', 'perl'] as const) {
       assert.ok((await out).equals(body), 'the body came back changed');
     });
 
+    test('the stdin of a program that exited fails with EPIPE, as a pipe would', async () => {
+      const p = await run(['/bin/true'], true);
+      const failed = new Promise((resolve) =>
+        p.stdin!.once('error', (e: NodeJS.ErrnoException) => resolve(e.code)),
+      );
+      await new Promise((resolve) => p.once('exit', resolve));
+      // More than the window: without the EPIPE this write would wait for ever.
+      p.stdin!.write(Buffer.alloc(1024 * 1024));
+      assert.equal(await failed, 'EPIPE');
+    });
+
     test('10 MB in and 10 MB out, both with backpressure', async () => {
       const body = Buffer.alloc(10 * 1024 * 1024);
       for (let i = 0; i < body.length; i += 4096) body.writeUInt32BE(i, i);
