@@ -30,6 +30,7 @@ export interface SpawnRequest {
 // The first start (perl loading POSIX) is slow on a loaded machine; past this it has failed.
 const READY_TIMEOUT_MS = 15_000;
 const FRAME_HEAD = 9; // type (1), id (u32), length (u32)
+const MAX_FRAME = 4 * 1024 * 1024; // the most a fork server takes in one frame
 const SCRIPT = fileURLToPath(new URL('./fork-server.pl', import.meta.url));
 const BINARY = fileURLToPath(new URL('./fork-server', import.meta.url));
 
@@ -162,7 +163,14 @@ export class ForkServer {
     }
     const id = this.nextId;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
-    this.send('R', id, Buffer.from(fields.join('\0'), 'utf8'));
+    const payload = Buffer.from(fields.join('\0'), 'utf8');
+    if (payload.length > MAX_FRAME) {
+      // The fork server takes no bigger frame; execve(2) would refuse it anyway.
+      const p = new HelperProcess(undefined, id, this.send, false);
+      setImmediate(() => p.emit('error', spawnError(constants.errno.E2BIG, req)));
+      return Promise.resolve(p);
+    }
+    this.send('R', id, payload);
     return new Promise<HelperProcess>((resolve, reject) => {
       this.starting.set(id, { req, resolve, reject });
       this.updateRef();

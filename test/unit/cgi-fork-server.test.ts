@@ -198,6 +198,22 @@ for (const kind of ['c', 'perl'] as const) {
       assert.equal(await failed, 'EPIPE');
     });
 
+    test('an environment too big for one frame: E2BIG, and the fork server carries on', async () => {
+      const s = await server();
+      const p = await s.spawn({
+        executable: '/bin/true',
+        args: [],
+        cwd: '/',
+        env: { BIG: 'x'.repeat(5 * 1024 * 1024) },
+        stdin: false,
+      });
+      const e = await new Promise<NodeJS.ErrnoException>((resolve) => p.once('error', resolve));
+      assert.equal(e.code, 'E2BIG');
+      const q = await run(['/bin/sh', '-c', 'echo alive'], false);
+      assert.equal((await collect(q.stdout)).toString(), 'alive\n');
+      assert.equal(currentForkServer(), s);
+    });
+
     test('10 MB in and 10 MB out, both with backpressure', async () => {
       const body = Buffer.alloc(10 * 1024 * 1024);
       for (let i = 0; i < body.length; i += 4096) body.writeUInt32BE(i, i);
