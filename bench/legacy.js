@@ -3,7 +3,8 @@
 // hello and a Perl hello, each started per request, behind
 //   nginx -> cgi-bridge fastcgi --cgi-bin (a master + 4 workers; programs started by each
 //            worker's fork server: the C one, the default where it was built, and the Perl
-//            one; and for comparison with --cgi-spawn direct),
+//            one; and for comparison with --cgi-spawn direct; and one worker, the default,
+//            which runs any number of programs at once),
 //   nginx -> fcgiwrap (4 processes under spawn-fcgi, the usual Debian setup),
 //   Apache (event MPM) mod_cgid,
 // in one run, interleaved (every round runs every backend and script once, in a rotated order,
@@ -161,7 +162,8 @@ function whereTheTimeGoes(results, spawnRows) {
       `- \`${s}\`: cgi-bridge's own processes (master, workers and their fork servers) spend ` +
         `${fmt(med('bridge', s, 'cpuMs'), 2)} ms of CPU and take ${fmt(med('bridge', s, 'faults'))} ` +
         `page faults per request, of which the C fork servers ${fmt(med('bridge', s, 'helperCpuMs'), 2)} ms ` +
-        `and ${fmt(med('bridge', s, 'helperFaults'))}; with the Perl fork server ` +
+        `and ${fmt(med('bridge', s, 'helperFaults'))}; with one worker ` +
+        `${fmt(med('one', s, 'cpuMs'), 2)} ms and ${fmt(med('one', s, 'faults'))}; with the Perl fork server ` +
         `${fmt(med('perl', s, 'cpuMs'), 2)} ms and ${fmt(med('perl', s, 'faults'))} (the Perl ` +
         `processes ${fmt(med('perl', s, 'helperCpuMs'), 2)} ms and ${fmt(med('perl', s, 'helperFaults'))}); ` +
         `with \`--cgi-spawn direct\` ${fmt(med('direct', s, 'cpuMs'), 2)} ms and ` +
@@ -190,6 +192,10 @@ function whereTheTimeGoes(results, spawnRows) {
       '(the JS heap, stacks, malloc) is a copy-on-write fault, and a worker writes hundreds of ' +
       'pages per request. On this VM a page fault is expensive, so the faults, not the fork call, ' +
       'are most of the CPU; with 4 workers on 2 CPUs the CPU runs out first.',
+    '- One worker or four: a worker is asynchronous, so one runs as many programs at once as ' +
+      'requests come (fcgiwrap needs a process per concurrent request). Four workers on 2 CPUs ' +
+      'cost more CPU per request than one (four event loops, heaps and fork servers waking up ' +
+      'for a quarter of the work each) and compete with the programs for the CPUs.',
     "- The fork server (Apache mod_cgid's design): each worker starts one small process that " +
       "starts the programs, so the worker is never forked; the programs' stdio are pipes to it, " +
       'relayed as frames on its own stdin and stdout, so a worker opens no descriptor per ' +
@@ -246,6 +252,13 @@ export async function run(context) {
       spawn: 'helper',
     });
     started.push(bridge);
+    const one = await startBridge(root, dir, cgiDir, {
+      processes: 1,
+      prefix: '/one',
+      spawn: 'helper',
+      name: 'one',
+    });
+    started.push(one);
     const perl = await startBridge(root, dir, cgiDir, {
       processes: PROCESSES,
       prefix: '/perl',
@@ -264,6 +277,7 @@ export async function run(context) {
     mkdirSync(join(dir, 'nginx'));
     const nginx = await startNginx(join(dir, 'nginx'), cgiDir, [
       { prefix: 'bridge', socket: bridge.socket },
+      { prefix: 'one', socket: one.socket },
       { prefix: 'perl', socket: perl.socket },
       { prefix: 'direct', socket: direct.socket },
       { prefix: 'wrap', socket: wrap.socket },
@@ -282,6 +296,13 @@ export async function run(context) {
         url: (s) => `${nginx.url}/bridge/${s}`,
         servingPids: bridge.servingPids,
         helperPids: bridge.helpers,
+      },
+      {
+        label: 'nginx -> cgi-bridge fastcgi --cgi-bin (1 worker, C fork server)',
+        key: 'one',
+        url: (s) => `${nginx.url}/one/${s}`,
+        servingPids: one.servingPids,
+        helperPids: one.helpers,
       },
       {
         label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, Perl fork server)`,
@@ -381,7 +402,8 @@ function render({ context, backends, results, strace, spawnRows, loads }) {
       'the programs are `hello.sh` (`#!/bin/sh`, one printf) and `hello.pl` (`#!/usr/bin/perl`, ' +
       'one print), started once per request. One nginx (1 worker, a FastCGI connection per ' +
       'request, the usual fcgiwrap location: SCRIPT_FILENAME = directory + script name) in front ' +
-      `of cgi-bridge (\`fastcgi --cgi-bin DIR --processes ${PROCESSES}\`) and of fcgiwrap ` +
+      `of cgi-bridge (\`fastcgi --cgi-bin DIR --processes ${PROCESSES}\`, and with one worker, ` +
+      'the default) and of fcgiwrap ' +
       `(\`spawn-fcgi -F ${PROCESSES}\`); Apache 2.4 (event MPM, mod_cgid) serves the same directory ` +
       'itself. CPU ms/req and faults/req: user + system CPU time and minor page faults per ' +
       'request of the serving processes themselves, not of the programs they start (cgi-bridge: ' +
