@@ -210,8 +210,8 @@ function builder(yargs: Argv): Argv<FastcgiArgs> {
       'started by mod_fcgid, lighttpd bin-path or spawn-fcgi (socket on fd 0)',
     )
     .example(
-      '$0 fastcgi --cgi-root /usr/lib/cgi-bin --listen /run/cgi.sock --processes 4',
-      "fcgiwrap's job: run the SCRIPT_FILENAME nginx sends, if it lies inside the directory",
+      '$0 fastcgi --cgi-root /usr/lib/cgi-bin --listen /run/cgi.sock',
+      "fcgiwrap's job: run the SCRIPT_FILENAME nginx sends, if it lies inside the directory (one worker runs them all at once)",
     ) as unknown as Argv<FastcgiArgs>;
 }
 
