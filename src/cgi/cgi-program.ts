@@ -118,9 +118,10 @@ export class CgiProgram {
   /**
    * start runs the program the way `spec.spawn` says: `helper` and `auto` (see CgiSpawn) through
    * this process's fork server (which does what cross-spawn does below, without forking this
-   * process), `direct`, or `auto` where the fork server cannot start, with cross-spawn. It rejects only
-   * when the fork server fails (`CGI_ERR_FORK_SERVER`) or the request cannot be passed to a
-   * program (a NUL byte); a program that cannot be started is `spawnError`, as with cross-spawn.
+   * process), `direct`, or `auto` where the fork server cannot start, with cross-spawn. It
+   * rejects only when the fork server fails (`CGI_ERR_FORK_SERVER`) or the request cannot be
+   * passed to a program (a NUL byte); a program that cannot be started is `spawnError`, as with
+   * cross-spawn.
    */
   static async start(spec: ProgramSpec): Promise<CgiProgram> {
     const mode = spec.spawn ?? 'direct';

@@ -377,36 +377,21 @@ static void read_node(void) {
   ilen -= at;
 }
 
-/* read_out relays one read of a program's stdout (D), or its end (Z). */
-static void read_out(struct kid *k) {
+/* read_pipe relays what a program wrote to its stdout or stderr (*fd) as `type` frames (D, O):
+ * one read, or with drain all there is; at its end, an `end` frame (Z, C). */
+static void read_pipe(struct kid *k, int *fd, char type, char end, int drain) {
   static char buf[READ_CHUNK];
-  ssize_t n;
-  do n = read(k->out, buf, sizeof buf);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == EAGAIN) return;
-  if (n > 0) {
-    frame('D', k->id, buf, (size_t)n);
-    return;
-  }
-  close_fd(&k->out);
-  frame('Z', k->id, "", 0);
-}
-
-/* read_err relays what a program wrote to stderr (O): one read, or with drain all there is;
- * at its end, C. */
-static void read_err(struct kid *k, int drain) {
-  static char buf[READ_CHUNK];
-  while (k->err >= 0) {
-    ssize_t n = read(k->err, buf, sizeof buf);
+  while (*fd >= 0) {
+    ssize_t n = read(*fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n > 0) {
-      frame('O', k->id, buf, (size_t)n);
+      frame(type, k->id, buf, (size_t)n);
       if (drain) continue;
       return;
     }
-    close_fd(&k->err);
-    frame('C', k->id, "", 0);
+    close_fd(fd);
+    frame(end, k->id, "", 0);
   }
 }
 
@@ -417,7 +402,7 @@ static void reap(void) {
     for (size_t i = 0; i < nkids; i++) {
       struct kid *k = &kids[i];
       if (k->pid != pid) continue;
-      read_err(k, 1);
+      read_pipe(k, &k->err, 'O', 'C', 1);
       char how[32];
       int len = WIFSIGNALED(status) ? snprintf(how, sizeof how, "-1 %d", WTERMSIG(status))
                                     : snprintf(how, sizeof how, "%d 0", WEXITSTATUS(status));
@@ -524,8 +509,8 @@ int main(int argc, char **argv) {
       if (!pfd[i].revents) continue;
       struct kid *c = find(who[i].id);
       if (!c) continue;
-      if (who[i].which == 1 && c->out == pfd[i].fd) read_out(c);
-      else if (who[i].which == 2 && c->err == pfd[i].fd) read_err(c, 0);
+      if (who[i].which == 1 && c->out == pfd[i].fd) read_pipe(c, &c->out, 'D', 'Z', 0);
+      else if (who[i].which == 2 && c->err == pfd[i].fd) read_pipe(c, &c->err, 'O', 'C', 0);
       else if (who[i].which == 0 && c->in == pfd[i].fd) write_stdin(c);
     }
     /* Node's frames last: they may start programs (and so reuse closed fds' numbers). */

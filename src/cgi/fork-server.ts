@@ -166,15 +166,21 @@ export class ForkServer {
     const payload = Buffer.from(fields.join('\0'), 'utf8');
     if (payload.length > MAX_FRAME) {
       // The fork server takes no bigger frame; execve(2) would refuse it anyway.
-      const p = new HelperProcess(undefined, id, this.send, false);
-      setImmediate(() => p.emit('error', spawnError(constants.errno.E2BIG, req)));
-      return Promise.resolve(p);
+      return Promise.resolve(this.failedStart(id, constants.errno.E2BIG, req));
     }
     this.send('R', id, payload);
     return new Promise<HelperProcess>((resolve, reject) => {
       this.starting.set(id, { req, resolve, reject });
       this.updateRef();
     });
+  }
+
+  // failedStart is a program that could not be started (`errno`): no pid, and an 'error'
+  // after the caller's synchronous set-up, as node emits a spawn error.
+  private failedStart(id: number, errno: number, req: SpawnRequest): HelperProcess {
+    const p = new HelperProcess(undefined, id, this.send, false);
+    setImmediate(() => p.emit('error', spawnError(errno, req)));
+    return p;
   }
 
   private onData(chunk: Buffer): void {
@@ -212,23 +218,19 @@ export class ForkServer {
         this.running.set(id, p);
         s.resolve(p);
       } else {
-        const p = new HelperProcess(undefined, id, this.send, false);
-        s.resolve(p);
-        // After the caller's synchronous set-up, as node emits a spawn error.
-        setImmediate(() => p.emit('error', spawnError(n, s.req)));
+        s.resolve(this.failedStart(id, n, s.req));
       }
       this.updateRef();
       return;
     }
     const p = this.running.get(id);
     if (p === undefined) return;
-    const number = (): number => Number(payload.toString('latin1'));
     if (type === 'D') p.output(payload);
     else if (type === 'Z') p.endOutput();
     else if (type === 'O') p.stderr.push(payload);
     else if (type === 'C') p.endStderr();
-    else if (type === 'W') p.written(number());
-    else if (type === 'Q') p.inputFailed(number());
+    else if (type === 'W') p.written(Number(payload.toString('latin1')));
+    else if (type === 'Q') p.inputFailed(Number(payload.toString('latin1')));
     else if (type === 'X') {
       const [code, sig] = payload.toString('latin1').split(' ').map(Number) as [number, number];
       const signal = sig > 0 ? ((nameOf(constants.signals, sig) ?? null) as NodeJS.Signals) : null;

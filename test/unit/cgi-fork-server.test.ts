@@ -52,16 +52,32 @@ async function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-// spawnMode runs the spawn-mode fixture (two GETs of hello.sh in a fresh process) and returns
-// its JSON line.
-function spawnMode(env: Record<string, string>, ...args: string[]): unknown {
+// runSpawnMode runs the spawn-mode fixture (two GETs of hello.sh in a fresh process) and
+// returns its JSON line and its stderr; spawnMode the JSON line.
+function runSpawnMode(
+  env: Record<string, string>,
+  ...args: string[]
+): { out: unknown; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', legacy('spawn-mode.ts'), ...args], {
     env: { PATH: process.env.PATH, ...env },
     encoding: 'utf8',
     timeout: 60_000,
   });
   assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout);
+  return { out: JSON.parse(r.stdout), stderr: r.stderr };
+}
+
+const spawnMode = (env: Record<string, string>, ...args: string[]): unknown =>
+  runSpawnMode(env, ...args).out;
+
+// refusesEnv checks that fromCgi refuses `value` in the environment variable `name`.
+function refusesEnv(name: string, value: string): void {
+  process.env[name] = value;
+  try {
+    assert.throws(() => fromCgi({ script: legacy('hello.sh') }), new RegExp(name));
+  } finally {
+    delete process.env[name];
+  }
 }
 
 describe('fork server: which one', { timeout: 120_000 }, () => {
@@ -88,12 +104,7 @@ describe('fork server: which one', { timeout: 120_000 }, () => {
   });
 
   test('fromCgi refuses a bad CGI_BRIDGE_FORK_SERVER', () => {
-    process.env.CGI_BRIDGE_FORK_SERVER = 'rust';
-    try {
-      assert.throws(() => fromCgi({ script: legacy('hello.sh') }), /CGI_BRIDGE_FORK_SERVER/);
-    } finally {
-      delete process.env.CGI_BRIDGE_FORK_SERVER;
-    }
+    refusesEnv('CGI_BRIDGE_FORK_SERVER', 'rust');
   });
 });
 
@@ -338,31 +349,17 @@ for (const kind of ['c', 'perl'] as const) {
 
 describe('fork server: without one', { timeout: 120_000 }, () => {
   // CGI_BRIDGE_FORK_SERVER=perl: the C one (when built) would not need perl.
-  const noPerl = {
-    PATH: process.env.PATH,
-    CGI_BRIDGE_PERL: '/nonexistent/perl',
-    CGI_BRIDGE_FORK_SERVER: 'perl',
-  };
+  const noPerl = { CGI_BRIDGE_PERL: '/nonexistent/perl', CGI_BRIDGE_FORK_SERVER: 'perl' };
   test('auto without perl (in a large process): one log line, then programs are started directly', () => {
-    const r = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', legacy('spawn-mode.ts'), 'auto', 'big'],
-      { env: noPerl, encoding: 'utf8', timeout: 60_000 },
-    );
-    assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { statuses: [200, 200], helper: false, big: true });
+    const r = runSpawnMode(noPerl, 'auto', 'big');
+    assert.deepEqual(r.out, { statuses: [200, 200], helper: false, big: true });
     const lines = r.stderr.split('\n').filter((l) => l.includes('fork server could not start'));
     assert.equal(lines.length, 1, r.stderr);
   });
 
   test('helper without perl: 502, and nothing is started behind its back', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', legacy('spawn-mode.ts'), 'helper'], {
-      env: noPerl,
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { statuses: [502, 502], helper: false, big: false });
+    const r = runSpawnMode(noPerl, 'helper');
+    assert.deepEqual(r.out, { statuses: [502, 502], helper: false, big: false });
     assert.match(r.stderr, /CGI_ERR_FORK_SERVER|fork server could not start/);
   });
 });
@@ -380,11 +377,6 @@ describe('--cgi-spawn', () => {
   });
 
   test('fromCgi refuses a bad CGI_BRIDGE_SPAWN', () => {
-    process.env.CGI_BRIDGE_SPAWN = 'fork';
-    try {
-      assert.throws(() => fromCgi({ script: legacy('hello.sh') }), /CGI_BRIDGE_SPAWN/);
-    } finally {
-      delete process.env.CGI_BRIDGE_SPAWN;
-    }
+    refusesEnv('CGI_BRIDGE_SPAWN', 'fork');
   });
 });
