@@ -35,8 +35,8 @@ async function stopPids(pids, marker) {
 /**
  * startBridge runs `cgi-bridge fastcgi --cgi-bin DIR --cgi-prefix PREFIX --processes N
  * --cgi-spawn SPAWN` on a unix socket (mode 0666: nginx's workers are www-data when we are root),
- * with CGI_BRIDGE_FORK_SERVER=FORKSERVER when given (`c`, `perl`), its socket and log named
- * after NAME (default: SPAWN and FORKSERVER), and resolves with
+ * in its own session, with CGI_BRIDGE_FORK_SERVER=FORKSERVER when given (`c`, `perl`), its
+ * socket and log named after NAME (default: SPAWN and FORKSERVER), and resolves with
  * `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
  */
 export async function startBridge(
@@ -76,6 +76,10 @@ export async function startBridge(
       ],
       {
         stdio: ['ignore', fd, fd],
+        // Its own session, as a daemon has (spawn-fcgi's children and Apache make their own):
+        // with the scheduler's autogroups (kernel.sched_autogroup_enabled) a session shares the
+        // CPUs as a whole, and left in ours it would compete with nginx and wrk.
+        detached: true,
         env: { PATH, LANG: 'C', ...(forkServer ? { CGI_BRIDGE_FORK_SERVER: forkServer } : {}) },
       },
     );

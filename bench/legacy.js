@@ -40,6 +40,10 @@ export const title =
 const SECONDS = Number(process.env.LEGACY_BENCH_SECONDS ?? 8);
 /** ROUNDS is how often every backend and script is measured (LEGACY_BENCH_ROUNDS overrides). */
 const ROUNDS = Number(process.env.LEGACY_BENCH_ROUNDS ?? 3);
+/** WARMUP is the seconds of load every backend gets before the rounds (LEGACY_BENCH_WARMUP). */
+const WARMUP = Number(process.env.LEGACY_BENCH_WARMUP ?? 40);
+/** WARMUP_WINDOW is the length of one warm-up load run, whose CPU per request is reported. */
+const WARMUP_WINDOW = 5;
 /** CONNECTIONS is wrk's -c. */
 const CONNECTIONS = 8;
 /** PROCESSES is the number of cgi-bridge workers and of fcgiwrap processes. */
@@ -99,14 +103,14 @@ async function checkHello(url) {
 }
 
 /** measure runs one wrk load against `url` and reads the backend's CPU around it. */
-async function measure(backend, script) {
+async function measure(backend, script, seconds = SECONDS) {
   const url = backend.url(script);
   const pids = backend.servingPids();
   const helpers = backend.helperPids?.() ?? [];
   const before = usage(pids);
   const helpersBefore = usage(helpers);
   const loadBefore = loadavg()[0];
-  const r = await runWrk(url, { seconds: SECONDS, connections: CONNECTIONS });
+  const r = await runWrk(url, { seconds, connections: CONNECTIONS });
   const after = usage(pids);
   const helpersAfter = usage(helpers);
   const n = Math.max(1, r.requests);
@@ -194,8 +198,9 @@ function whereTheTimeGoes(results, spawnRows) {
       'are most of the CPU; with 4 workers on 2 CPUs the CPU runs out first.',
     '- One worker or four: a worker is asynchronous, so one runs as many programs at once as ' +
       'requests come (fcgiwrap needs a process per concurrent request). Four workers on 2 CPUs ' +
-      'cost more CPU per request than one (four event loops, heaps and fork servers waking up ' +
-      'for a quarter of the work each) and compete with the programs for the CPUs.',
+      'cost more CPU per request than one: each sees a quarter of the requests, so it takes ' +
+      'four times as long to warm up (below), and four event loops, heaps and fork servers wake ' +
+      'up for a quarter of the work each and compete with the programs for the CPUs.',
     "- The fork server (Apache mod_cgid's design): each worker starts one small process that " +
       "starts the programs, so the worker is never forked; the programs' stdio are pipes to it, " +
       'relayed as frames on its own stdin and stdout, so a worker opens no descriptor per ' +
@@ -244,6 +249,16 @@ export async function run(context) {
   }
   const loadStart = load();
   const started = [];
+  const stopAll = async () => {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // The bridges, fcgiwrap and Apache run in sessions of their own: Ctrl-C does not reach them.
+  const onSignal = (signal) => {
+    log(`legacy: ${signal}, stopping the servers`);
+    void stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const t0 = Date.now();
   try {
     const bridge = await startBridge(root, dir, cgiDir, {
@@ -333,11 +348,19 @@ export async function run(context) {
     for (const b of backends) for (const s of Object.keys(SCRIPTS)) await checkHello(b.url(s));
     log(`legacy: servers up, load average ${load()}`);
 
-    // Warm-up: every backend once, 1 s (page cache, nginx's and the workers' JIT).
-    for (const b of backends)
-      for (const s of Object.keys(SCRIPTS)) {
-        await runWrk(b.url(s), { seconds: 1, connections: CONNECTIONS });
+    // Warm-up to the steady state of a server that has been running a while: every backend
+    // WARMUP seconds, in windows alternating the scripts. A fresh cgi-bridge worker runs its
+    // request path in V8's interpreter and baseline code and grows its heap first (warmUpLines).
+    const warmups = new Map(); // key -> [{ script, cpuMs, faults, rps }] per window
+    for (const b of backends) {
+      const windows = [];
+      for (let i = 0; i < Math.max(1, Math.round(WARMUP / WARMUP_WINDOW)); i++) {
+        const s = Object.keys(SCRIPTS)[i % Object.keys(SCRIPTS).length];
+        windows.push({ script: s, ...(await measure(b, s, WARMUP_WINDOW)) });
       }
+      warmups.set(b.key, windows);
+      log(`legacy: warmed ${b.key}: CPU ms/req ${windows.map((w) => fmt(w.cpuMs, 2)).join(', ')}`);
+    }
     const results = new Map(); // `${key} ${script}` -> measurements
     const order = backends.flatMap((b) => Object.keys(SCRIPTS).map((s) => ({ b, s })));
     for (let round = 0; round < ROUNDS; round++) {
@@ -379,15 +402,40 @@ export async function run(context) {
       results,
       strace,
       spawnRows,
+      warmups,
       loads: { start: loadStart, afterLoad: loadAfterLoad, end: loadEnd },
     });
   } finally {
-    for (const s of started.reverse()) await s.stop().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    await stopAll();
   }
 }
 
-function render({ context, backends, results, strace, spawnRows, loads }) {
+/**
+ * warmUpLines tells how a fresh cgi-bridge worker warms up: CPU per request in each warm-up
+ * window, next to fcgiwrap's, which has nothing to warm.
+ */
+function warmUpLines(backends, warmups) {
+  const row = (key) =>
+    (warmups.get(key) ?? [])
+      .map((w) => `${fmt(w.cpuMs, 2)} (${w.script === 'hello.sh' ? 'sh' : 'pl'})`)
+      .join(', ');
+  const windows = warmups.get('bridge') ?? [];
+  const requests = windows.reduce((n, w) => n + w.requests, 0);
+  return [
+    `- Warm-up: every backend got ${WARMUP} s of the same load before the rounds, in ` +
+      `${WARMUP_WINDOW} s windows alternating the scripts, so that the table shows servers in ` +
+      "their steady state. A fresh cgi-bridge worker runs its request path in V8's interpreter " +
+      'and baseline code until each function is hot enough for the optimizing compiler (with ' +
+      '`--trace-opt`, each of 4 workers still optimized about 30 functions per 5 s after 40 s ' +
+      'of this load), and grows its heap meanwhile (the page faults): ' +
+      `CPU ms/req per window with ${PROCESSES} workers ${row('bridge')} (${requests} requests, ` +
+      `about ${fmt(requests / PROCESSES)} per worker); with one worker ${row('one')}; ` +
+      `fcgiwrap ${row('wrap')}. A worker restarted by \`--max-requests\` starts cold again.`,
+  ];
+}
+
+function render({ context, backends, results, strace, spawnRows, warmups, loads }) {
   const get = (key, s) => results.get(`${key} ${s}`) ?? [];
   const med = (key, s, f) => median(get(key, s).map((m) => m[f]));
   const out = [
@@ -398,14 +446,17 @@ function render({ context, backends, results, strace, spawnRows, loads }) {
       'machine, so every backend and script was measured once per round, in a rotated order ' +
       `(${ROUNDS} rounds), and the table shows the median with the range.`,
     '',
-    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s --latency\` on 127.0.0.1 after a 1 s warm-up of each; ` +
+    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s --latency\` on 127.0.0.1 after a ${WARMUP} s warm-up of each; ` +
       'the programs are `hello.sh` (`#!/bin/sh`, one printf) and `hello.pl` (`#!/usr/bin/perl`, ' +
       'one print), started once per request. One nginx (1 worker, a FastCGI connection per ' +
       'request, the usual fcgiwrap location: SCRIPT_FILENAME = directory + script name) in front ' +
       `of cgi-bridge (\`fastcgi --cgi-bin DIR --processes ${PROCESSES}\`, and with one worker, ` +
       'the default) and of fcgiwrap ' +
       `(\`spawn-fcgi -F ${PROCESSES}\`); Apache 2.4 (event MPM, mod_cgid) serves the same directory ` +
-      'itself. CPU ms/req and faults/req: user + system CPU time and minor page faults per ' +
+      'itself. Every server runs in sessions of its own, as daemons do (spawn-fcgi gives each ' +
+      'fcgiwrap process one; Apache and each cgi-bridge master one for all their processes), ' +
+      "apart from nginx and wrk: with the kernel's autogroup scheduling a session shares the " +
+      'CPUs as a whole. CPU ms/req and faults/req: user + system CPU time and minor page faults per ' +
       'request of the serving processes themselves, not of the programs they start (cgi-bridge: ' +
       'master + workers; fcgiwrap: its processes; Apache: all of its processes), from /proc.',
     '',
@@ -447,6 +498,7 @@ function render({ context, backends, results, strace, spawnRows, loads }) {
     "Target (issue 4): cgi-bridge at least fcgiwrap's requests/s, with p99 no worse than 1.2x.",
     '',
     ...whereTheTimeGoes(results, spawnRows),
+    ...warmUpLines(backends, warmups),
     '',
     '### What one spawn costs',
     '',
