@@ -21,7 +21,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { constants, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { APACHE, startApache } from './apache.js';
@@ -256,7 +256,7 @@ export async function run(context) {
   // The bridges, fcgiwrap and Apache run in sessions of their own: Ctrl-C does not reach them.
   const onSignal = (signal) => {
     log(`legacy: ${signal}, stopping the servers`);
-    void stopAll().finally(() => process.exit(130));
+    void stopAll().finally(() => process.exit(128 + (constants.signals[signal] ?? 0)));
   };
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const t0 = Date.now();
@@ -351,7 +351,7 @@ export async function run(context) {
     // Warm-up to the steady state of a server that has been running a while: every backend
     // WARMUP seconds, in windows alternating the scripts. A fresh cgi-bridge worker runs its
     // request path in V8's interpreter and baseline code and grows its heap first (warmUpLines).
-    const warmups = new Map(); // key -> [{ script, cpuMs, faults, rps }] per window
+    const warmups = new Map(); // key -> [{ script, ...measure() }], one per window
     for (const b of backends) {
       const windows = [];
       for (let i = 0; i < Math.max(1, Math.round(WARMUP / WARMUP_WINDOW)); i++) {
@@ -415,7 +415,7 @@ export async function run(context) {
  * warmUpLines tells how a fresh cgi-bridge worker warms up: CPU per request in each warm-up
  * window, next to fcgiwrap's, which has nothing to warm.
  */
-function warmUpLines(backends, warmups) {
+function warmUpLines(warmups) {
   const row = (key) =>
     (warmups.get(key) ?? [])
       .map((w) => `${fmt(w.cpuMs, 2)} (${w.script === 'hello.sh' ? 'sh' : 'pl'})`)
@@ -426,9 +426,8 @@ function warmUpLines(backends, warmups) {
     `- Warm-up: every backend got ${WARMUP} s of the same load before the rounds, in ` +
       `${WARMUP_WINDOW} s windows alternating the scripts, so that the table shows servers in ` +
       "their steady state. A fresh cgi-bridge worker runs its request path in V8's interpreter " +
-      'and baseline code until each function is hot enough for the optimizing compiler (with ' +
-      '`--trace-opt`, each of 4 workers still optimized about 30 functions per 5 s after 40 s ' +
-      'of this load), and grows its heap meanwhile (the page faults): ' +
+      'and baseline code until each function is hot enough for the optimizing compiler, and ' +
+      'grows its heap meanwhile (the page faults): ' +
       `CPU ms/req per window with ${PROCESSES} workers ${row('bridge')} (${requests} requests, ` +
       `about ${fmt(requests / PROCESSES)} per worker); with one worker ${row('one')}; ` +
       `fcgiwrap ${row('wrap')}. A worker restarted by \`--max-requests\` starts cold again.`,
@@ -498,7 +497,7 @@ function render({ context, backends, results, strace, spawnRows, warmups, loads 
     "Target (issue 4): cgi-bridge at least fcgiwrap's requests/s, with p99 no worse than 1.2x.",
     '',
     ...whereTheTimeGoes(results, spawnRows),
-    ...warmUpLines(backends, warmups),
+    ...warmUpLines(warmups),
     '',
     '### What one spawn costs',
     '',
