@@ -4,6 +4,7 @@
 //   nginx -> cgi-bridge fastcgi --cgi-bin (a master + 4 workers; programs started by each
 //            worker's fork server: the C one, the default where it was built, and the Perl
 //            one; and for comparison with --cgi-spawn direct; and one worker, the default,
+//            and two (one per CPU on the development machine),
 //            which runs any number of programs at once),
 //   nginx -> fcgiwrap (4 processes under spawn-fcgi, the usual Debian setup),
 //   Apache (event MPM) mod_cgid,
@@ -167,7 +168,8 @@ function whereTheTimeGoes(results, spawnRows) {
         `${fmt(med('bridge', s, 'cpuMs'), 2)} ms of CPU and take ${fmt(med('bridge', s, 'faults'))} ` +
         `page faults per request, of which the C fork servers ${fmt(med('bridge', s, 'helperCpuMs'), 2)} ms ` +
         `and ${fmt(med('bridge', s, 'helperFaults'))}; with one worker ` +
-        `${fmt(med('one', s, 'cpuMs'), 2)} ms and ${fmt(med('one', s, 'faults'))}; with the Perl fork server ` +
+        `${fmt(med('one', s, 'cpuMs'), 2)} ms and ${fmt(med('one', s, 'faults'))}; with two ` +
+        `${fmt(med('two', s, 'cpuMs'), 2)} ms and ${fmt(med('two', s, 'faults'))}; with the Perl fork server ` +
         `${fmt(med('perl', s, 'cpuMs'), 2)} ms and ${fmt(med('perl', s, 'faults'))} (the Perl ` +
         `processes ${fmt(med('perl', s, 'helperCpuMs'), 2)} ms and ${fmt(med('perl', s, 'helperFaults'))}); ` +
         `with \`--cgi-spawn direct\` ${fmt(med('direct', s, 'cpuMs'), 2)} ms and ` +
@@ -196,9 +198,9 @@ function whereTheTimeGoes(results, spawnRows) {
       '(the JS heap, stacks, malloc) is a copy-on-write fault, and a worker writes hundreds of ' +
       'pages per request. On this VM a page fault is expensive, so the faults, not the fork call, ' +
       'are most of the CPU; with 4 workers on 2 CPUs the CPU runs out first.',
-    '- One worker or four: a worker is asynchronous, so one runs as many programs at once as ' +
-      'requests come (fcgiwrap needs a process per concurrent request). Four workers on 2 CPUs ' +
-      'cost more CPU per request than one: each sees a quarter of the requests, so it takes ' +
+    '- One, two or four workers: a worker is asynchronous, so one runs as many programs at once ' +
+      'as requests come (fcgiwrap needs a process per concurrent request). Four workers on 2 ' +
+      'CPUs cost more CPU per request than one or two: each sees a quarter of the requests, so it takes ' +
       'four times as long to warm up (below), and four event loops, heaps and fork servers wake ' +
       'up for a quarter of the work each and compete with the programs for the CPUs.',
     "- The fork server (Apache mod_cgid's design): each worker starts one small process that " +
@@ -274,6 +276,13 @@ export async function run(context) {
       name: 'one',
     });
     started.push(one);
+    const two = await startBridge(root, dir, cgiDir, {
+      processes: 2,
+      prefix: '/two',
+      spawn: 'helper',
+      name: 'two',
+    });
+    started.push(two);
     const perl = await startBridge(root, dir, cgiDir, {
       processes: PROCESSES,
       prefix: '/perl',
@@ -293,6 +302,7 @@ export async function run(context) {
     const nginx = await startNginx(join(dir, 'nginx'), cgiDir, [
       { prefix: 'bridge', socket: bridge.socket },
       { prefix: 'one', socket: one.socket },
+      { prefix: 'two', socket: two.socket },
       { prefix: 'perl', socket: perl.socket },
       { prefix: 'direct', socket: direct.socket },
       { prefix: 'wrap', socket: wrap.socket },
@@ -318,6 +328,13 @@ export async function run(context) {
         url: (s) => `${nginx.url}/one/${s}`,
         servingPids: one.servingPids,
         helperPids: one.helpers,
+      },
+      {
+        label: 'nginx -> cgi-bridge fastcgi --cgi-bin (2 workers, C fork server)',
+        key: 'two',
+        url: (s) => `${nginx.url}/two/${s}`,
+        servingPids: two.servingPids,
+        helperPids: two.helpers,
       },
       {
         label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, Perl fork server)`,
@@ -429,7 +446,7 @@ function warmUpLines(warmups) {
       'and baseline code until each function is hot enough for the optimizing compiler, and ' +
       'grows its heap meanwhile (the page faults): ' +
       `CPU ms/req per window with ${PROCESSES} workers ${row('bridge')} (${requests} requests, ` +
-      `about ${fmt(requests / PROCESSES)} per worker); with one worker ${row('one')}; ` +
+      `about ${fmt(requests / PROCESSES)} per worker); with two ${row('two')}; with one worker ${row('one')}; ` +
       `fcgiwrap ${row('wrap')}. A worker restarted by \`--max-requests\` starts cold again.`,
   ];
 }
