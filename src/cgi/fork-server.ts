@@ -289,7 +289,7 @@ export function compiledForkServer(): boolean {
   return hasBinary && !cFailed && forkServerKind() !== 'perl';
 }
 
-// commandFor is the argv of a fork server of `kind` (its socket path is appended).
+// commandFor is the argv of a fork server of `kind`.
 function commandFor(kind: ForkServerKind): string[] {
   return kind === 'c' ? [BINARY] : [process.env.CGI_BRIDGE_PERL || 'perl', SCRIPT];
 }
