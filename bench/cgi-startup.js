@@ -16,6 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { APACHE, startApache } from './apache.js';
+import { median } from './stats.js';
 
 export const name = 'cgi-startup';
 export const title = 'CGI start-up time of a node CGI script';
@@ -47,12 +48,6 @@ const CGI_ENV = {
 
 function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).status === 0;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 // prepare writes every script variant into `dir` (no package.json above it: a plain cgi-bin).

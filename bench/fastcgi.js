@@ -4,7 +4,8 @@
 // node-fastcgi, php-fpm, Go's net/http/fcgi and a plain Node http.createServer (proxy_pass),
 // plus nginx answering by itself (the ceiling), all in one run on this machine. Loads: hello
 // world and a 1 MiB POST echo with `wrk -t1 -c32` (requests/s, p99, errors, nginx error-log
-// lines), then a 1 GiB upload streamed through with the serving process's peak RSS.
+// lines), each after a warm-up and in rounds over every backend in a rotated order (medians),
+// then a 1 GiB upload streamed through with the serving process's peak RSS.
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,6 +22,7 @@ import {
   startPhpFpm,
 } from './fastcgi-peers.js';
 import { cpuTicks, descendants, peakRssKiB } from './fastcgi-proc.js';
+import { median } from './stats.js';
 
 /** name is the table's name for bench/run.js (and bench/results/fastcgi.md). */
 export const name = 'fastcgi';
@@ -32,8 +34,18 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** SECONDS is each wrk run's duration (FASTCGI_BENCH_SECONDS overrides; the issue's runs are 10 s). */
 const SECONDS = Number(process.env.FASTCGI_BENCH_SECONDS ?? 10);
-/** WARMUP_SECONDS is a discarded wrk run before each measured hello run (JIT, connection pools). */
-const WARMUP_SECONDS = 1;
+/**
+ * WARMUP_SECONDS is the load each backend gets before a load's measured rounds, with that same
+ * load (FASTCGI_BENCH_WARMUP overrides): V8 optimizes a request path only after it ran a while,
+ * and a path that reads a body is not warmed by hello.
+ */
+const WARMUP_SECONDS = Number(process.env.FASTCGI_BENCH_WARMUP ?? 5);
+/**
+ * ROUNDS is how many times each backend is measured per load (FASTCGI_BENCH_ROUNDS overrides),
+ * every round over every backend in a rotated order: a shared machine's speed drifts, so a
+ * backend is never measured only in a slow or a fast stretch of it. The table shows medians.
+ */
+const ROUNDS = Math.max(1, Number(process.env.FASTCGI_BENCH_ROUNDS ?? 3));
 /** UPLOAD_BYTES is the streamed upload: 1 GiB (FASTCGI_BENCH_UPLOAD_MIB overrides). */
 const UPLOAD_BYTES = Number(process.env.FASTCGI_BENCH_UPLOAD_MIB ?? 1024) * 1024 * 1024;
 /** PHP_CHILDREN is php-fpm's static pool size. */
@@ -99,6 +111,55 @@ async function measureUpload(nginx, backend) {
   }
 }
 
+/**
+ * measureLoad gives every row `WARMUP_SECONDS` of `load` (its errors and error-log lines still
+ * count), then measures each `ROUNDS` times, one round over every row in a rotated order, and
+ * stores the summary as `row[load.key]`.
+ */
+async function measureLoad(nginx, rows, load, log) {
+  const url = (row) => `${row.base}/${load.path}`;
+  const runs = new Map(rows.map((r) => [r, []]));
+  const warm = new Map();
+  for (const row of rows) {
+    log(`fastcgi: ${row.label}: ${load.key} warm-up`);
+    warm.set(
+      row,
+      await measureWrk(nginx, url(row), { seconds: WARMUP_SECONDS, script: load.script }, row.pid),
+    );
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[(i + round) % rows.length];
+      const m = await measureWrk(
+        nginx,
+        url(row),
+        { seconds: SECONDS, script: load.script },
+        row.pid,
+      );
+      runs.get(row).push(m);
+      log(`fastcgi: ${row.label}: ${load.key} round ${round + 1}: ${m.rps} req/s`);
+    }
+  }
+  for (const row of rows) row[load.key] = summarize(warm.get(row), runs.get(row));
+}
+
+// summarize takes the medians of a load's measured runs; errors and error-log lines count every
+// request of the load, the warm-up's included.
+function summarize(warm, runs) {
+  const all = [warm, ...runs];
+  const med = (k) => median(runs.map((m) => m[k]));
+  return {
+    runs,
+    rps: med('rps'),
+    p99: med('p99'),
+    cpuUs: med('cpuUs'),
+    nginxUs: med('nginxUs'),
+    errors: all.reduce((n, m) => n + m.errors, 0),
+    logLines: all.reduce((n, m) => n + m.logLines, 0),
+    firstLogLine: all.find((m) => m.firstLogLine !== undefined)?.firstLogLine,
+  };
+}
+
 function backendFactories(root, dir) {
   return [
     () => startCgiBridge(root, dir, 1),
@@ -143,50 +204,47 @@ export async function run(context) {
     mkdirSync(join(dir, 'nginx'));
     nginx = await startNginx(join(dir, 'nginx'), backends);
     const echoScript = writeEchoScript(dir);
-    const rows = [];
-
-    // nginx alone: the ceiling for hello.
-    {
-      await runWrk(`${nginx.url}/nginx/hello`, { seconds: WARMUP_SECONDS });
-      await checkBackend(`${nginx.url}/nginx`, { echo: false });
-      log('fastcgi: nginx alone: hello');
-      rows.push({
+    // nginx alone is a row of its own: hello only, its CPU is nginx's.
+    const rows = [
+      {
         label: 'nginx alone (`return 200`)',
         config: "the ceiling; its CPU µs/req is nginx's own",
-        hello: await measureWrk(nginx, `${nginx.url}/nginx/hello`, { seconds: SECONDS }, nginx.pid),
-      });
-    }
-    for (const b of backends) {
-      const base = `${nginx.url}/${b.prefix}`;
-      const row = { label: b.label, config: b.config };
-      rows.push(row);
+        base: `${nginx.url}/nginx`,
+        pid: nginx.pid,
+        helloOnly: true,
+      },
+      ...backends.map((b) => ({
+        label: b.label,
+        config: b.config,
+        base: `${nginx.url}/${b.prefix}`,
+        pid: b.pid,
+        helloOnly: b.helloOnly === true,
+        backend: b,
+      })),
+    ];
+    for (const row of rows) {
       try {
-        await checkBackend(base, { echo: !b.helloOnly });
+        await checkBackend(row.base, { echo: !row.helloOnly });
       } catch (e) {
         row.failed = e.message;
-        log(`fastcgi: ${b.label}: check failed: ${e.message}`);
-        continue;
+        log(`fastcgi: ${row.label}: check failed: ${e.message}`);
       }
-      log(`fastcgi: ${b.label}: hello`);
-      await runWrk(`${base}/hello`, { seconds: WARMUP_SECONDS });
-      row.hello = await measureWrk(nginx, `${base}/hello`, { seconds: SECONDS }, b.pid);
-      if (b.helloOnly) {
-        log(`fastcgi: ${b.label}: ${row.hello.rps} req/s (hello only)`);
-        continue;
-      }
-      log(`fastcgi: ${b.label}: ${row.hello.rps} req/s; echo`);
-      row.echo = await measureWrk(
-        nginx,
-        `${base}/echo`,
-        { seconds: SECONDS, script: echoScript },
-        b.pid,
-      );
-      log(`fastcgi: ${b.label}: ${row.echo.rps} req/s; upload`);
-      row.upload = await measureUpload(nginx, b);
-      row.log = b.log();
+    }
+    const ok = rows.filter((r) => r.failed === undefined);
+    await measureLoad(nginx, ok, { key: 'hello', path: 'hello' }, log);
+    await measureLoad(
+      nginx,
+      ok.filter((r) => !r.helloOnly),
+      { key: 'echo', path: 'echo', script: echoScript },
+      log,
+    );
+    for (const row of ok.filter((r) => r.backend !== undefined && !r.helloOnly)) {
+      log(`fastcgi: ${row.label}: upload`);
+      row.upload = await measureUpload(nginx, row.backend);
+      row.log = row.backend.log();
     }
     log(`fastcgi: measured in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-    return render(rows, backends, skipped, context);
+    return render(rows, skipped, context);
   } finally {
     await nginx?.stop();
     for (const b of backends) await b.stop();
@@ -194,20 +252,30 @@ export async function run(context) {
   }
 }
 
-function render(rows, backends, skipped, context) {
+function render(rows, skipped, context) {
   const base = rows.find((r) => r.label.startsWith('Node http'));
-  const ratio = (r, k) =>
-    r[k] !== undefined && base?.[k] !== undefined ? `${(r[k].rps / base[k].rps).toFixed(2)}x` : '';
+  // The median's ratio, and the range of the ratios within each round (same round, same minute).
+  const ratio = (r, k) => {
+    if (r[k] === undefined || base?.[k] === undefined) return '';
+    const each = r[k].runs.map((m, i) => m.rps / base[k].runs[i].rps);
+    const range = `${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)}`;
+    return `${(r[k].rps / base[k].rps).toFixed(2)}x (${range})`;
+  };
   const out = [
     '## FastCGI: nginx in front of each backend',
     '',
     `${context.machine()}. One nginx (1 worker, upstream \`keepalive 32\`, unix sockets) in front ` +
-      `of every backend; \`wrk -t1 -c32 -d${SECONDS}s --timeout 10s --latency\` on loopback after a ${WARMUP_SECONDS} s ` +
-      `warm-up; echo = POST of ${ECHO_BYTES / 1024 / 1024} MiB answered with the same bytes (read whole, then ` +
+      `of every backend; \`wrk -t1 -c32 -d${SECONDS}s --timeout 10s --latency\` on loopback. Each load ` +
+      `(hello, then echo) first runs ${WARMUP_SECONDS} s against every backend (a warm-up: V8 optimizes ` +
+      `a request path only after it ran a while), then ${ROUNDS} rounds, each over every backend in a ` +
+      'rotated order (this shared machine speeds up and slows down by 20-30% from one minute to the ' +
+      'next); the table shows medians. ' +
+      `echo = POST of ${ECHO_BYTES / 1024 / 1024} MiB answered with the same bytes (read whole, then ` +
       `sent); upload = ${UPLOAD_BYTES / 1024 / 1024 / 1024} GiB streamed by a Node client through nginx ` +
       '(`fastcgi_request_buffering off` / `proxy_request_buffering off`) and counted by the backend. ' +
-      '"errors" = non-2xx + socket errors reported by wrk; "log" = lines the run added to nginx\'s error log; ' +
-      '"x http" = requests/s relative to the proxied Node http server; "CPU µs/req" = user + system ' +
+      '"errors" = non-2xx + socket errors reported by wrk, and "log" = lines added to nginx\'s error log, ' +
+      'both over every request of the load, warm-up included; "x http" = requests/s relative to the ' +
+      'proxied Node http server, with the range of that ratio within each round; "CPU µs/req" = user + system ' +
       "CPU time of all the backend's processes per request (from /proc; less disturbed by other " +
       'load on the machine than requests/s); "nginx µs/req" = the same for nginx (its one worker ' +
       'can pass at most 1,000,000 / that many requests/s, whatever the backend); peak RSS = VmHWM of the ' +
@@ -258,12 +326,10 @@ function render(rows, backends, skipped, context) {
     .flatMap((r) => [r.hello, r.echo])
     .filter((x) => x?.firstLogLine !== undefined)
     .map((x) => x.firstLogLine);
-  const withLines = rows.filter((r) => (r.hello?.logLines ?? 0) + (r.echo?.logLines ?? 0) > 0);
-  if (withLines.length > 0) {
-    out.push('', 'First nginx error-log line of each run that logged any:', '');
+  if (firstLines.length > 0) {
+    out.push('', 'First nginx error-log line of each load that logged any:', '');
     for (const l of firstLines) out.push(`    ${l.slice(0, 300)}`);
   }
-  void backends;
   out.push(
     '',
     `Load average after the run: ${loadavg()

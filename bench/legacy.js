@@ -29,6 +29,7 @@ import { APACHE, startApache } from './apache.js';
 import { WRK, httpCall, runWrk } from './fastcgi-load.js';
 import { descendants, sleep } from './fastcgi-proc.js';
 import { measureSpawn } from './legacy-spawn.js';
+import { median } from './stats.js';
 import { FCGIWRAP, NGINX, startBridge, startFcgiwrap, startNginx } from './legacy-servers.js';
 
 /** name is the table's name for bench/run.js (and bench/results/legacy.md). */
@@ -60,12 +61,6 @@ const SCRIPTS = {
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-const median = (xs) => {
-  const s = [...xs].filter(Number.isFinite).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const load = () =>
   loadavg()
     .map((l) => l.toFixed(2))
