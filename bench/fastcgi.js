@@ -275,7 +275,7 @@ function render(rows, skipped, context) {
       '(`fastcgi_request_buffering off` / `proxy_request_buffering off`) and counted by the backend. ' +
       '"errors" = non-2xx + socket errors reported by wrk, and "log" = lines added to nginx\'s error log, ' +
       'both over every request of the load, warm-up included; "x http" = requests/s relative to the ' +
-      'proxied Node http server, with the range of that ratio within each round; "CPU µs/req" = user + system ' +
+      'proxied Node http server, with the lowest and highest of the ratios within one round (both measured in the same minute); "CPU µs/req" = user + system ' +
       "CPU time of all the backend's processes per request (from /proc; less disturbed by other " +
       'load on the machine than requests/s); "nginx µs/req" = the same for nginx (its one worker ' +
       'can pass at most 1,000,000 / that many requests/s, whatever the backend); peak RSS = VmHWM of the ' +
