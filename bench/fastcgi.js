@@ -241,7 +241,6 @@ export async function run(context) {
     for (const row of ok.filter((r) => r.backend !== undefined && !r.helloOnly)) {
       log(`fastcgi: ${row.label}: upload`);
       row.upload = await measureUpload(nginx, row.backend);
-      row.log = row.backend.log();
     }
     log(`fastcgi: measured in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     return render(rows, skipped, context);

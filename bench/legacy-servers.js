@@ -36,20 +36,14 @@ async function stopPids(pids, marker) {
  * startBridge runs `cgi-bridge fastcgi --cgi-bin DIR --cgi-prefix PREFIX --processes N
  * --cgi-spawn SPAWN` on a unix socket (mode 0666: nginx's workers are www-data when we are root),
  * in its own session, with CGI_BRIDGE_FORK_SERVER=FORKSERVER when given (`c`, `perl`), its
- * socket and log named after NAME (default: SPAWN and FORKSERVER), and resolves with
+ * socket and log named after NAME, and resolves with
  * `{ socket, pid, servingPids(), log(), stop() }` once it accepts connections.
  */
 export async function startBridge(
   root,
   dir,
   cgiDir,
-  {
-    processes,
-    prefix,
-    spawn: how = 'auto',
-    forkServer,
-    name = forkServer ? `${how}-${forkServer}` : how,
-  },
+  { processes, prefix, spawn: how = 'auto', forkServer, name },
 ) {
   const socket = join(dir, `bridge-${name}.sock`);
   const logFile = join(dir, `bridge-${name}.log`);

@@ -50,6 +50,23 @@ const WARMUP_WINDOW = 5;
 const CONNECTIONS = 8;
 /** PROCESSES is the number of cgi-bridge workers and of fcgiwrap processes. */
 const PROCESSES = 4;
+/**
+ * BRIDGES are the cgi-bridge servers measured, in table order: `key` is the URL prefix and the
+ * results' key, `how` goes into the row's label.
+ */
+const BRIDGES = [
+  { key: 'bridge', processes: PROCESSES, spawn: 'helper', how: 'C fork server: the default' },
+  { key: 'one', processes: 1, spawn: 'helper', how: 'C fork server' },
+  { key: 'two', processes: 2, spawn: 'helper', how: 'C fork server' },
+  {
+    key: 'perl',
+    processes: PROCESSES,
+    spawn: 'helper',
+    forkServer: 'perl',
+    how: 'Perl fork server',
+  },
+  { key: 'direct', processes: PROCESSES, spawn: 'direct', how: '--cgi-spawn direct' },
+];
 /** SPAWN_N is how many programs one spawn measurement starts in a row. */
 const SPAWN_N = Number(process.env.LEGACY_BENCH_SPAWN_N ?? 100);
 const STRACE = process.env.STRACE ?? '/usr/bin/strace';
@@ -258,48 +275,24 @@ export async function run(context) {
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const t0 = Date.now();
   try {
-    const bridge = await startBridge(root, dir, cgiDir, {
-      processes: PROCESSES,
-      prefix: '/bridge',
-      spawn: 'helper',
-    });
-    started.push(bridge);
-    const one = await startBridge(root, dir, cgiDir, {
-      processes: 1,
-      prefix: '/one',
-      spawn: 'helper',
-      name: 'one',
-    });
-    started.push(one);
-    const two = await startBridge(root, dir, cgiDir, {
-      processes: 2,
-      prefix: '/two',
-      spawn: 'helper',
-      name: 'two',
-    });
-    started.push(two);
-    const perl = await startBridge(root, dir, cgiDir, {
-      processes: PROCESSES,
-      prefix: '/perl',
-      spawn: 'helper',
-      forkServer: 'perl',
-    });
-    started.push(perl);
-    const direct = await startBridge(root, dir, cgiDir, {
-      processes: PROCESSES,
-      prefix: '/direct',
-      spawn: 'direct',
-    });
-    started.push(direct);
+    const bridges = [];
+    for (const v of BRIDGES) {
+      const server = await startBridge(root, dir, cgiDir, {
+        processes: v.processes,
+        prefix: `/${v.key}`,
+        spawn: v.spawn,
+        forkServer: v.forkServer,
+        name: v.key,
+      });
+      started.push(server);
+      bridges.push({ ...v, server });
+    }
+    const bridge = bridges[0].server; // the default: the strace below looks at one of its workers
     const wrap = await startFcgiwrap(dir, { processes: PROCESSES });
     started.push(wrap);
     mkdirSync(join(dir, 'nginx'));
     const nginx = await startNginx(join(dir, 'nginx'), cgiDir, [
-      { prefix: 'bridge', socket: bridge.socket },
-      { prefix: 'one', socket: one.socket },
-      { prefix: 'two', socket: two.socket },
-      { prefix: 'perl', socket: perl.socket },
-      { prefix: 'direct', socket: direct.socket },
+      ...bridges.map((v) => ({ prefix: v.key, socket: v.server.socket })),
       { prefix: 'wrap', socket: wrap.socket },
     ]);
     started.push(nginx);
@@ -310,40 +303,13 @@ export async function run(context) {
     const apachePid = () => Number(readFileSync(join(apacheState, 'apache.pid'), 'utf8'));
 
     const backends = [
-      {
-        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, C fork server: the default)`,
-        key: 'bridge',
-        url: (s) => `${nginx.url}/bridge/${s}`,
-        servingPids: bridge.servingPids,
-        helperPids: bridge.helpers,
-      },
-      {
-        label: 'nginx -> cgi-bridge fastcgi --cgi-bin (1 worker, C fork server)',
-        key: 'one',
-        url: (s) => `${nginx.url}/one/${s}`,
-        servingPids: one.servingPids,
-        helperPids: one.helpers,
-      },
-      {
-        label: 'nginx -> cgi-bridge fastcgi --cgi-bin (2 workers, C fork server)',
-        key: 'two',
-        url: (s) => `${nginx.url}/two/${s}`,
-        servingPids: two.servingPids,
-        helperPids: two.helpers,
-      },
-      {
-        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, Perl fork server)`,
-        key: 'perl',
-        url: (s) => `${nginx.url}/perl/${s}`,
-        servingPids: perl.servingPids,
-        helperPids: perl.helpers,
-      },
-      {
-        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${PROCESSES} workers, --cgi-spawn direct)`,
-        key: 'direct',
-        url: (s) => `${nginx.url}/direct/${s}`,
-        servingPids: direct.servingPids,
-      },
+      ...bridges.map((v) => ({
+        label: `nginx -> cgi-bridge fastcgi --cgi-bin (${v.processes} worker${v.processes === 1 ? '' : 's'}, ${v.how})`,
+        key: v.key,
+        url: (s) => `${nginx.url}/${v.key}/${s}`,
+        servingPids: v.server.servingPids,
+        helperPids: v.server.helpers,
+      })),
       {
         label: `nginx -> fcgiwrap (${PROCESSES} processes, spawn-fcgi)`,
         key: 'wrap',
@@ -462,7 +428,7 @@ function render({ context, backends, results, strace, spawnRows, warmups, loads 
       'one print), started once per request. One nginx (1 worker, a FastCGI connection per ' +
       'request, the usual fcgiwrap location: SCRIPT_FILENAME = directory + script name) in front ' +
       `of cgi-bridge (\`fastcgi --cgi-bin DIR --processes ${PROCESSES}\`, and with one worker, ` +
-      'the default) and of fcgiwrap ' +
+      'the default, and two) and of fcgiwrap ' +
       `(\`spawn-fcgi -F ${PROCESSES}\`); Apache 2.4 (event MPM, mod_cgid) serves the same directory ` +
       'itself. Every server runs in sessions of its own, as daemons do (spawn-fcgi gives each ' +
       'fcgiwrap process one; Apache and each cgi-bridge master one for all their processes), ' +
